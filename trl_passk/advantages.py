@@ -1,0 +1,496 @@
+"""Pure advantage estimators for pass@1 and pass@k objectives, and the objectives that mix them.
+
+Every estimator maps grouped rewards to per-sample advantages of the same shape:
+
+    fn(rewards: Tensor[P, G], k: int, **options) -> Tensor[P, G]
+
+``P`` prompts, ``G`` completions per prompt (``num_generations``). A NaN reward marks an unscorable completion (every
+reward function returned ``None``): it is left out of its group (the group then has ``n < G`` samples) and gets
+advantage 0, as in TRL. A group with fewer than ``k`` scored samples has no unbiased pass@k estimate and gets 0.
+Outputs are finite on every input. All estimators run under ``torch.no_grad()``, compute in float64 and return the
+input dtype; none loops over groups in Python. They are independent of the distributed setup: the trainer calls them
+on the rewards gathered from every process.
+
+Papers:
+- ``grpo``: Shao et al. 2024, DeepSeekMath (https://huggingface.co/papers/2402.03300), TRL's normalisation.
+- ``analytic``, ``full``, ``bootstrap``, exceeding pass@k, ``combination``: Chen et al. 2025, "Pass@k Training for
+  Adaptively Balancing Exploration and Exploitation of Large Reasoning Models"
+  (https://huggingface.co/papers/2508.10751).
+- ``pkpo``: Walder & Karkhanis 2025, "Pass@K Policy Optimization" (https://huggingface.co/papers/2505.15201), v3+.
+- ``hybrid``: Barakat et al. 2026 (https://huggingface.co/papers/2602.21189).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from collections.abc import Callable
+
+import torch
+
+from .estimators import log_binom
+
+__all__ = [
+    "ADVANTAGE_ESTIMATORS",
+    "BINARY_ONLY_ESTIMATORS",
+    "OBJECTIVES",
+    "exceeding_passk_scale",
+    "get_advantage_estimator",
+    "mix_objectives",
+    "register_advantage_estimator",
+]
+
+AdvantageEstimator = Callable[..., torch.Tensor]
+"""``fn(rewards: Tensor[P, G], k: int, **options) -> Tensor[P, G]``."""
+
+ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
+BINARY_ONLY_ESTIMATORS: set[str] = set()
+RANDOM_ESTIMATORS: set[str] = set()
+
+
+def register_advantage_estimator(name: str, *, binary_only: bool = False, random: bool = False):
+    """Decorator that adds an estimator to :data:`ADVANTAGE_ESTIMATORS` under ``name``.
+
+    Registering a different function under a name already taken raises. ``binary_only`` estimators reject rewards other
+    than 0/1 unless called with ``binarize=<threshold>``; ``random`` estimators accept ``generator=``.
+    """
+
+    def decorator(fn: AdvantageEstimator) -> AdvantageEstimator:
+        if name != name.lower() or not name.isidentifier():
+            raise ValueError(f"Estimator names are lowercase identifiers, got {name!r}.")
+        existing = ADVANTAGE_ESTIMATORS.get(name)
+        if existing is not None and existing is not fn:
+            raise ValueError(f"An advantage estimator is already registered as {name!r}: {existing.__qualname__}.")
+
+        @functools.wraps(fn)
+        @torch.no_grad()
+        def wrapper(rewards: torch.Tensor, k: int = 1, **options) -> torch.Tensor:
+            _check_inputs(name, rewards, k)
+            out = fn(rewards.to(torch.float64), int(k), **options)
+            return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).to(rewards.dtype)
+
+        ADVANTAGE_ESTIMATORS[name] = wrapper
+        if binary_only:
+            BINARY_ONLY_ESTIMATORS.add(name)
+        if random:
+            RANDOM_ESTIMATORS.add(name)
+        return wrapper
+
+    return decorator
+
+
+def get_advantage_estimator(name: str) -> AdvantageEstimator:
+    """Look an estimator up by name; the error lists the valid names."""
+    try:
+        return ADVANTAGE_ESTIMATORS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown advantage estimator {name!r}. Valid names: {', '.join(sorted(ADVANTAGE_ESTIMATORS))}."
+        ) from None
+
+
+def estimator_options(name: str) -> list[str]:
+    """Names of the keyword options an estimator accepts (for validating configs before training)."""
+    params = inspect.signature(get_advantage_estimator(name).__wrapped__).parameters
+    return [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def _check_inputs(name: str, rewards: torch.Tensor, k: int) -> None:
+    if not isinstance(rewards, torch.Tensor) or rewards.dim() != 2:
+        shape = tuple(rewards.shape) if isinstance(rewards, torch.Tensor) else type(rewards).__name__
+        raise ValueError(f"{name}: rewards must be a 2-D tensor of shape (num_prompts, num_generations), got {shape}.")
+    if not rewards.is_floating_point():
+        raise ValueError(f"{name}: rewards must be a floating-point tensor, got {rewards.dtype}.")
+    if not 1 <= int(k) <= rewards.shape[1]:
+        raise ValueError(
+            f"{name}: k must satisfy 1 <= k <= num_generations ({rewards.shape[1]}), got k={k}. "
+            "Lower k or raise num_generations."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _valid_counts(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``valid[P, G]`` (scored samples) and ``n[P]`` (their count per group)."""
+    valid = ~torch.isnan(rewards)
+    return valid, valid.sum(dim=1)
+
+
+def _binary(name: str, rewards: torch.Tensor, binarize: float | None) -> torch.Tensor:
+    """0/1 rewards with NaN kept: thresholded if ``binarize`` is set, else checked to be 0/1 already."""
+    if binarize is not None:
+        return torch.where(torch.isnan(rewards), rewards, (rewards >= binarize).to(rewards.dtype))
+    scored = rewards[~torch.isnan(rewards)]
+    bad = scored[(scored != 0) & (scored != 1)]
+    if bad.numel():
+        raise ValueError(
+            f"Estimator {name!r} needs binary 0/1 rewards, got e.g. {bad[0].item():g}. Pass binarize=<threshold> "
+            "(PassKGRPOConfig: passk_reward='success', the default, thresholds with success_threshold), or use "
+            "'pkpo', 'full' or 'bootstrap', which handle continuous rewards."
+        )
+    return rewards
+
+
+def _nanstd(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    # Bessel-corrected std ignoring NaN, NaN where fewer than 2 values: the same op sequence as TRL's `nanstd`, so the
+    # `grpo` estimator reproduces TRL's advantages bit for bit.
+    mean = torch.nanmean(x, dim=dim, keepdim=True)
+    variance = torch.nanmean((x - mean) ** 2, dim=dim, keepdim=True)
+    count = torch.sum(~torch.isnan(x), dim=dim, keepdim=True)
+    correction = torch.where(count > 1, count / (count - 1), torch.full_like(variance, math.nan))
+    return torch.sqrt(variance * correction)
+
+
+def _masked_standardise(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(values - mean) / std`` along dim -1 over ``mask``, population std; 0 where std is 0 or masked.
+
+    Args:
+        values (`torch.Tensor` of shape `(P, M)`), mask (`torch.Tensor` of shape `(P, M)`, bool).
+    """
+    count = mask.sum(dim=-1, keepdim=True).clamp(min=1)
+    mean = (values * mask).sum(dim=-1, keepdim=True) / count
+    std = ((((values - mean) ** 2) * mask).sum(dim=-1, keepdim=True) / count).sqrt()
+    ok = mask & (std > 1e-12)
+    return torch.where(ok, (values - mean) / torch.where(ok, std, torch.ones_like(std)), torch.zeros_like(values))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# pass@1
+
+
+@register_advantage_estimator("grpo")
+def grpo_advantages(rewards: torch.Tensor, k: int = 1, *, scale_rewards: str = "group", eps: float = 1e-4):
+    """GRPO (pass@1) advantages, exactly as TRL computes them: ``(r - mean_group(r)) / (std + eps)``.
+
+    Args:
+        rewards (`torch.Tensor` of shape `(P, G)`): combined reward per completion, NaN for unscorable ones.
+        k (`int`): ignored (pass@1); present for the common signature.
+        scale_rewards (`str`, defaults to `"group"`): TRL's option: ``"group"`` divides by each group's std,
+            ``"batch"`` by the std over all ``P * G`` rewards, ``"none"`` only centres (Dr. GRPO).
+        eps (`float`, defaults to `1e-4`): TRL's constant added to the std.
+
+    Returns:
+        `torch.Tensor` of shape `(P, G)`.
+    """
+    if scale_rewards not in ("group", "batch", "none"):
+        raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale_rewards!r}.")
+    # TRL computes in the reward dtype (float32); do the same so the result matches it exactly.
+    r = rewards.to(torch.float32)
+    advantages = r - torch.nanmean(r, dim=1, keepdim=True)
+    if scale_rewards == "group":
+        advantages = advantages / (_nanstd(r, dim=1) + eps)
+    elif scale_rewards == "batch":
+        advantages = advantages / (_nanstd(r) + eps)
+    return advantages.to(torch.float64)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Chen et al. 2025: analytic, full sampling, bootstrap sampling
+
+
+@register_advantage_estimator("analytic", binary_only=True)
+def analytic_advantages(rewards: torch.Tensor, k: int, *, binarize: float | None = None):
+    """Analytic pass@k advantages (Chen et al. 2025, §2.4, Eqs. 11–15; arXiv 2508.10751).
+
+    With ``n`` scored samples, ``c`` correct and ``q = C(n - c, k) / C(n, k)`` (so the expected group reward is
+    ``R = 1 - q`` and ``sigma = sqrt(q (1 - q))``):
+
+    - correct samples: ``A_pos = (1 - R) / sigma = sqrt(q / (1 - q))``;
+    - wrong samples: ``A_neg = (1 - R - C(n - c - 1, k - 1) / C(n - 1, k - 1)) / sigma``, computed as
+      ``-(c / n) * C(n - c - 1, k - 1) / C(n - 1, k - 1) / sigma`` (the same value without the cancellation).
+
+    Each value is the mean, over all k-subsets containing the sample, of the normalised subset reward
+    ``(max - R) / sigma``. Groups with ``sigma = 0`` (all wrong, or fewer than ``k`` wrong so every subset succeeds)
+    get 0. At ``k = 1`` this is GRPO with a population std; at ``k = n`` every group gets 0. Unlike the reference
+    code, the sign comes from the label, never from the value (FORMULAS.md bug 2).
+
+    Args:
+        rewards (`torch.Tensor` of shape `(P, G)`): 0/1 rewards (NaN = unscored).
+        k (`int`): ``1 <= k <= G``.
+        binarize (`float`, *optional*): threshold turning continuous rewards into ``reward >= binarize``. Without
+            it, rewards other than 0/1 raise.
+
+    Returns:
+        `torch.Tensor` of shape `(P, G)`.
+    """
+    s = _binary("analytic", rewards, binarize)
+    valid, n = _valid_counts(s)
+    correct = (s == 1) & valid
+    n, c = n.to(torch.float64), correct.sum(dim=1).to(torch.float64)
+    ok = n >= k
+    n_ = torch.where(ok, n, torch.full_like(n, k))
+    q = torch.exp(log_binom(n_ - c, k) - log_binom(n_, k))  # P(random k-subset has no correct sample), (P,)
+    miss = torch.exp(log_binom(n_ - c - 1, k - 1) - log_binom(n_ - 1, k - 1))  # same, given one wrong sample, (P,)
+    sigma = torch.sqrt(q * (1 - q))
+    has_signal = ok & (sigma > 0)
+    sigma = torch.where(has_signal, sigma, torch.ones_like(sigma))
+    a_pos = torch.sqrt(q / torch.where(has_signal, 1 - q, torch.ones_like(q)))
+    a_neg = -(c / n_) * miss / sigma
+    adv = torch.where(correct, a_pos[:, None], a_neg[:, None])
+    return torch.where(valid & has_signal[:, None], adv, torch.zeros_like(adv))
+
+
+def _random_keys(shape, valid: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Uniform keys in [0, 1) of ``shape`` (last dim G), 2 where a sample is unscored so it is never picked first."""
+    keys = torch.rand(shape, generator=generator, dtype=torch.float32, device=valid.device)
+    return keys.masked_fill(~valid.view(valid.shape[0], *([1] * (len(shape) - 2)), valid.shape[1]), 2.0)
+
+
+@register_advantage_estimator("full", random=True)
+def full_sampling_advantages(
+    rewards: torch.Tensor, k: int, *, shuffle: bool = True, generator: torch.Generator | None = None
+):
+    """Full-sampling pass@k advantages (Chen et al. 2025, §2.2, Alg. 1).
+
+    The scored samples of a group are split into ``floor(n / k)`` disjoint groups of ``k`` (random groups when
+    ``shuffle``, else consecutive ones as in Alg. 1; the remainder gets 0). A group's reward is its max; group rewards are
+    standardised across the groups of the prompt (population std, as DAPO/GRPO); every member gets its group's value.
+    With a single group (``k > n / 2``) the std is 0 and the prompt gets no signal. Works for continuous rewards.
+
+    Args:
+        rewards (`torch.Tensor` of shape `(P, G)`).
+        k (`int`): ``1 <= k <= G``.
+        shuffle (`bool`, defaults to `True`): draw the partition at random (completions are i.i.d., so this only
+            matters for reproducibility tests).
+        generator (`torch.Generator`, *optional*): source of randomness for the partition.
+
+    Returns:
+        `torch.Tensor` of shape `(P, G)`.
+    """
+    P, G = rewards.shape
+    valid, n = _valid_counts(rewards)
+    if shuffle:
+        keys = _random_keys((P, G), valid, generator)
+    else:
+        keys = torch.arange(G, dtype=torch.float32, device=rewards.device).expand(P, G).masked_fill(~valid, 2.0 * G)
+    perm = keys.argsort(dim=1, stable=True)  # (P, G): scored samples first
+    m = G // k
+    grouped = rewards.nan_to_num(0.0).gather(1, perm)[:, : m * k].view(P, m, k)  # (P, m, k)
+    group_reward = grouped.max(dim=-1).values  # (P, m)
+    group_ok = (torch.arange(1, m + 1, device=rewards.device) * k)[None, :] <= n[:, None]  # (P, m)
+    group_adv = _masked_standardise(group_reward, group_ok)  # (P, m)
+    adv_perm = torch.zeros_like(rewards)
+    adv_perm[:, : m * k] = group_adv.repeat_interleave(k, dim=1)
+    return torch.zeros_like(rewards).scatter(1, perm, adv_perm)
+
+
+@register_advantage_estimator("bootstrap", random=True)
+def bootstrap_advantages(
+    rewards: torch.Tensor,
+    k: int,
+    *,
+    num_subsets: int | None = None,
+    reduction: str = "sum",
+    generator: torch.Generator | None = None,
+):
+    """Bootstrap-sampling pass@k advantages (Chen et al. 2025, §2.3, Alg. 2, Eq. 6).
+
+    Draw ``M`` subsets of ``k`` distinct scored samples per prompt, take each subset's max reward, standardise those
+    ``M`` values (population std), and give each sample the **sum** (Eq. 6; ``reduction="sum"``) or the **mean**
+    (``reduction="mean"``) of the standardised values of the subsets that contain it. The sum is about
+    ``M k / n`` times the mean; as ``M`` grows the mean converges to the ``analytic`` advantage. Works for continuous
+    rewards.
+
+    Args:
+        rewards (`torch.Tensor` of shape `(P, G)`).
+        k (`int`): ``1 <= k <= G``.
+        num_subsets (`int`, *optional*): ``M``; defaults to ``G`` as in the paper.
+        reduction (`str`, defaults to `"sum"`): ``"sum"`` (the paper) or ``"mean"``.
+        generator (`torch.Generator`, *optional*): source of randomness for the subsets.
+
+    Returns:
+        `torch.Tensor` of shape `(P, G)`.
+    """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"bootstrap: reduction must be 'sum' or 'mean', got {reduction!r}.")
+    P, G = rewards.shape
+    M = G if num_subsets is None else int(num_subsets)
+    if M < 1:
+        raise ValueError(f"bootstrap: num_subsets must be >= 1, got {M}.")
+    valid, n = _valid_counts(rewards)
+    keys = _random_keys((P, M, G), valid, generator)
+    idx = keys.topk(k, dim=-1, largest=False, sorted=False).indices  # (P, M, k): k distinct samples per subset
+    filled = rewards.nan_to_num(0.0)
+    subset_reward = filled.gather(1, idx.view(P, M * k)).view(P, M, k).max(dim=-1).values  # (P, M)
+    ok = (n >= k)[:, None].expand(P, M)
+    subset_adv = _masked_standardise(subset_reward, ok)  # (P, M)
+    flat_idx = idx.view(P, M * k)
+    adv = torch.zeros_like(rewards).scatter_add_(1, flat_idx, subset_adv.repeat_interleave(k, dim=1))
+    if reduction == "mean":
+        hits = torch.zeros_like(rewards).scatter_add_(1, flat_idx, torch.ones_like(flat_idx, dtype=rewards.dtype))
+        adv = adv / hits.clamp(min=1)
+    return adv.masked_fill(~valid, 0.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Walder & Karkhanis 2025: PKPO
+
+
+def _sorted_groups(rewards: torch.Tensor):
+    """Sort each group ascending with unscored samples last.
+
+    Returns ``g[P, G]`` (sorted rewards, 0 in the unscored tail), ``order[P, G]`` (sorted position -> original index),
+    ``n[P]`` (scored samples) and ``tail[P, G]`` (True at sorted positions ``>= n``).
+    """
+    valid, n = _valid_counts(rewards)
+    g, order = rewards.masked_fill(~valid, math.inf).sort(dim=1, stable=True)
+    tail = torch.arange(rewards.shape[1], device=rewards.device)[None, :] >= n[:, None]
+    return g.masked_fill(tail, 0.0), order, n, tail
+
+
+def _rank_weights(log_w: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+    # exp of log-space binomial ratios, zero in the unscored tail so that an overflow there can never leak into the
+    # cumulative sums of the scored positions.
+    return torch.exp(log_w.masked_fill(tail, -math.inf))
+
+
+def _loo_value(g: torch.Tensor, n: torch.Tensor, tail: torch.Tensor, kk: int) -> torch.Tensor:
+    """``rho^(g)(g_{-i}, kk)`` for every sorted position ``i``: the unbiased max@kk of the group without sample ``i``.
+
+    PKPO Eqs. 12–13 applied to the ``n - 1`` remaining samples: samples below ``i`` keep their rank ``t``, samples above
+    move down one rank, so the sum splits into a prefix over ``t < i`` with weights ``C(t-1, kk-1)`` and a suffix over
+    ``j > i`` with weights ``C(j-2, kk-1)``, both over ``C(n-1, kk)``.
+
+    Args:
+        g (`torch.Tensor` of shape `(P, G)`): sorted rewards; n (`torch.Tensor` of shape `(P,)`);
+        tail (`torch.Tensor` of shape `(P, G)`); kk (`int`) ``>= 1``.
+
+    Returns:
+        `torch.Tensor` of shape `(P, G)`.
+    """
+    pos = torch.arange(1, g.shape[1] + 1, dtype=torch.float64, device=g.device)[None, :]  # (1, G)
+    log_norm = log_binom(n.to(torch.float64) - 1, kk)[:, None]  # (P, 1)
+    below = _rank_weights(log_binom(pos - 1, kk - 1) - log_norm, tail) * g  # weight of sample t when i > t
+    above = _rank_weights(log_binom(pos - 2, kk - 1) - log_norm, tail) * g  # weight of sample j when i < j
+    prefix = below.cumsum(dim=1) - below  # sum over t < i
+    suffix = above.flip(1).cumsum(dim=1).flip(1) - above  # sum over j > i
+    return prefix + suffix
+
+
+@register_advantage_estimator("pkpo")
+def pkpo_advantages(
+    rewards: torch.Tensor, k: int, *, baseline: str = "loo_minus_one", reduction: str = "mean"
+):
+    """PKPO pass@k / max@k advantages (Walder & Karkhanis 2025, §2–4, Eqs. 19–34; arXiv 2505.15201 v3+).
+
+    Unbiased per-sample weights whose sum ``sum_i s_i grad log p(x_i)`` estimates ``grad max_g@k`` (Thm 4; pass@k for
+    0/1 rewards, Thm 2). With rewards sorted ascending ``g_(1) <= ... <= g_(n)``:
+    ``s_i = [C(i-1, k-1) g_(i) + sum_{j>i} C(j-2, k-2) g_(j)] / C(n, k)``, i.e. the mean over all k-subsets containing
+    the sample of the subset's max (Eq. 27), computed in O(n log n) with log-space binomials.
+
+    Baselines (§4), each keeping the estimate unbiased:
+
+    - ``"loo_minus_one"`` (default; the paper's PKPO): ``s_i - (k / n) rho^(g)(g_{-i}, k - 1)``, i.e. the mean over
+      subsets containing ``i`` of ``max_I g - max_{I \\ i} g``. Undefined at ``k = 1``, where the simple leave-one-out
+      baseline of Eq. 26 (``g_i - mean_{j != i} g_j``, scaled by ``1/n``) is used instead, as the paper does for
+      ``k_opt = 1``.
+    - ``"loo"``: ``s_i - (k / (n - 1)) rho^(g)(g_{-i}, k)`` (Eqs. 29–32); at ``k = n`` there is no baseline set and
+      plain ``s`` is returned, as in Listing 1.
+    - ``"none"``: plain ``s``.
+
+    Args:
+        rewards (`torch.Tensor` of shape `(P, G)`): any real rewards (NaN = unscored).
+        k (`int`): ``1 <= k <= G``.
+        baseline (`str`, defaults to `"loo_minus_one"`).
+        reduction (`str`, defaults to `"mean"`): ``"sum"`` returns the paper's weights. ``"mean"`` multiplies them by
+            ``n``: TRL averages the loss over samples, so with ``"mean"`` the policy gradient of a group equals the
+            paper's per-prompt sum (Thms 2/4) and the scale matches GRPO's (at ``k = 1``, ``s_i * n = g_i``).
+
+    Returns:
+        `torch.Tensor` of shape `(P, G)`.
+    """
+    if baseline not in ("loo_minus_one", "loo", "none"):
+        raise ValueError(f"pkpo: baseline must be 'loo_minus_one', 'loo' or 'none', got {baseline!r}.")
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"pkpo: reduction must be 'sum' or 'mean', got {reduction!r}.")
+    g, order, n, tail = _sorted_groups(rewards)  # (P, G), (P, G), (P,), (P, G)
+    tail = tail | (n < k)[:, None]  # groups with fewer than k scored samples get no weights at all
+    nf = n.to(torch.float64)[:, None]  # (P, 1)
+    pos = torch.arange(1, g.shape[1] + 1, dtype=torch.float64, device=g.device)[None, :]  # (1, G)
+    log_norm = log_binom(nf, k)  # (P, 1)
+    diag = _rank_weights(log_binom(pos - 1, k - 1) - log_norm, tail) * g  # m_ii g_(i) / C(n, k)
+    off = _rank_weights(log_binom(pos - 2, k - 2) - log_norm, tail) * g  # m_ij g_(j) / C(n, k), any i < j
+    s = diag + (off.flip(1).cumsum(dim=1).flip(1) - off)  # (P, G)
+
+    if baseline == "loo_minus_one" and k == 1:
+        s = (g - (g.sum(dim=1, keepdim=True) - g) / (nf - 1).clamp(min=1)) / nf  # Eq. 26, per-sample-sum scale
+    elif baseline == "loo_minus_one":
+        s = s - (k / nf) * _loo_value(g, n, tail, k - 1)
+    elif baseline == "loo":
+        has_baseline = nf > k  # k <= n - 1; at k = n Listing 1 returns plain s
+        s = torch.where(has_baseline, s - (k / (nf - 1).clamp(min=1)) * _loo_value(g, n, tail, k), s)
+
+    if reduction == "mean":
+        s = s * nf
+    s = s.masked_fill(tail, 0.0)
+    return torch.zeros_like(s).scatter(1, order, s)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# objectives
+
+
+OBJECTIVES = ("pass1", "passk", "hybrid", "combination")
+
+
+def exceeding_passk_scale(num_correct: torch.Tensor, coef: float = 0.4) -> torch.Tensor:
+    """Exceeding-pass@k factor ``f(c) = coef / ln(c + 0.5)`` for groups with ``c >= 1`` correct (1 where ``c = 0``).
+
+    Chen et al. 2025, §4.2.1, Eq. 17 scale the pass@k advantage by a function decreasing in the number of correct
+    samples so that the learning signal peaks on nearly-unsolved prompts. The text copy of the paper reads
+    "4/(10·log(N_pos+0.5))"; the log base and the exact constant are unconfirmed (FORMULAS.md), hence ``coef``. Any
+    ``f`` proportional to ``1 / log(c + 0.5)`` moves the peak of the total signal to ``c = 1``.
+
+    Args:
+        num_correct (`torch.Tensor` of shape `(P,)`).
+
+    Returns:
+        `torch.Tensor` of shape `(P,)` (float64).
+    """
+    c = num_correct.to(torch.float64)
+    return torch.where(c >= 1, coef / torch.log(c.clamp(min=1) + 0.5), torch.ones_like(c))
+
+
+def mix_objectives(
+    objective: str,
+    pass1: torch.Tensor,
+    passk: torch.Tensor,
+    *,
+    hybrid_lambda: float = 0.7,
+    success_rate: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Combine pass@1 and pass@k advantages into the training objective.
+
+    - ``"pass1"``: ``A = A_1``; ``"passk"``: ``A = A_k``.
+    - ``"hybrid"`` (Barakat et al. 2026): ``A = lambda A_1 + (1 - lambda) A_k``.
+    - ``"combination"`` (Chen et al. 2025, Eq. 18): ``A = (c/n) A_k + (1 - c/n) A_1`` per prompt: pass@k dominates on
+      easy prompts, pass@1 on hard ones.
+
+    Args:
+        objective (`str`): one of :data:`OBJECTIVES`.
+        pass1, passk (`torch.Tensor` of shape `(P, G)`).
+        hybrid_lambda (`float`): weight of pass@1 for ``"hybrid"``.
+        success_rate (`torch.Tensor` of shape `(P,)`): ``c / n``, needed for ``"combination"``.
+
+    Returns:
+        ``(advantages[P, G], weight_of_pass1[P])``.
+    """
+    P = pass1.shape[0]
+    if objective == "pass1":
+        w = torch.ones(P, dtype=pass1.dtype, device=pass1.device)
+    elif objective == "passk":
+        w = torch.zeros(P, dtype=pass1.dtype, device=pass1.device)
+    elif objective == "hybrid":
+        if not 0.0 <= hybrid_lambda <= 1.0:
+            raise ValueError(f"hybrid_lambda must lie in [0, 1], got {hybrid_lambda}.")
+        w = torch.full((P,), float(hybrid_lambda), dtype=pass1.dtype, device=pass1.device)
+    elif objective == "combination":
+        if success_rate is None:
+            raise ValueError("objective='combination' needs success_rate (c / n per prompt).")
+        w = 1.0 - success_rate.to(pass1.dtype).nan_to_num(0.0)
+    else:
+        raise ValueError(f"Unknown objective {objective!r}. Valid objectives: {', '.join(OBJECTIVES)}.")
+    return w[:, None] * pass1 + (1.0 - w[:, None]) * passk, w

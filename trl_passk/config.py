@@ -1,0 +1,278 @@
+"""`PassKGRPOConfig`: TRL's `GRPOConfig` plus the pass@k objective fields, validated before any model loads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+from .advantages import ADVANTAGE_ESTIMATORS, OBJECTIVES, estimator_options
+
+SCHEDULES = ("constant", "linear", "step")
+PASSK_REWARDS = ("success", "combined")
+
+
+def scheduled_value(schedule: str, start: float, end: float, progress: float, ratio: float) -> float:
+    """Value of a schedule at ``progress`` (fraction of training done, in [0, 1]).
+
+    - ``"constant"``: ``end`` throughout.
+    - ``"linear"``: from ``start`` at progress 0 to ``end`` at progress ``ratio``, then ``end``.
+    - ``"step"``: ``start`` before progress ``ratio``, ``end`` from then on (a staged switch, e.g. pass@k first and
+      pass@1 after, as Chen et al. 2025 §5 and PKPO §5.2.3 do).
+    """
+    if schedule == "constant":
+        return end
+    if schedule == "linear":
+        return start + (end - start) * min(max(progress, 0.0) / ratio, 1.0)
+    if schedule == "step":
+        return start if progress < ratio else end
+    raise ValueError(f"Unknown schedule {schedule!r}. Valid schedules: {', '.join(SCHEDULES)}.")
+
+
+@dataclass
+class PassKGRPOConfig(GRPOConfig):
+    r"""
+    Configuration for [`PassKGRPOTrainer`]: every [`~trl.GRPOConfig`] argument, plus the fields below. With
+    `objective="pass1"` the trainer trains exactly like TRL's `GRPOTrainer`.
+
+    Parameters that choose the objective:
+
+        objective (`str`, *optional*, defaults to `"hybrid"`):
+            What the advantages optimise: `"pass1"` (TRL's GRPO, unchanged), `"passk"` (pass@k only), `"hybrid"`
+            (`lambda * A_pass1 + (1 - lambda) * A_passk`, Barakat et al. 2026) or `"combination"`
+            (`(c/n) * A_passk + (1 - c/n) * A_pass1` per prompt, Chen et al. 2025 Eq. 18).
+        k (`int`, *optional*, defaults to `4`):
+            The k of pass@k, `1 <= k <= num_generations`. With `k_schedule` this is the final value.
+        passk_estimator (`str`, *optional*, defaults to `"analytic"`):
+            Name in `trl_passk.advantages.ADVANTAGE_ESTIMATORS`: `"analytic"`, `"bootstrap"`, `"full"` (Chen et al.
+            2025), `"pkpo"` (Walder & Karkhanis 2025), or `"grpo"`.
+        passk_estimator_kwargs (`dict` or `str`, *optional*):
+            Options passed to the estimator, e.g. `{"baseline": "loo"}` for `pkpo` or `{"num_subsets": 16}` for
+            `bootstrap`. A JSON string is accepted on the command line.
+        passk_reward (`str`, *optional*, defaults to `"success"`):
+            What the pass@k estimator sees: `"success"` (0/1 from `success_reward >= success_threshold`) or
+            `"combined"` (the weighted sum of all rewards, as pass@1 sees it; for `pkpo`'s max@k on continuous
+            rewards). Binary-only estimators raise on non-binary combined rewards.
+        success_reward (`str`, *optional*):
+            Name of the reward function that defines a correct completion (its `__name__`). Defaults to the first
+            reward function.
+        success_threshold (`float`, *optional*, defaults to `1.0`):
+            A completion is correct when its `success_reward` is `>= success_threshold`.
+        exceeding_passk (`bool`, *optional*, defaults to `False`):
+            Scale the pass@k advantages by `exceeding_passk_coef / ln(c + 0.5)` (Chen et al. 2025 §4.2.1, Eq. 17).
+        exceeding_passk_coef (`float`, *optional*, defaults to `0.4`):
+            The constant of the exceeding-pass@k factor (the paper's exact constant is unconfirmed).
+        passk_seed (`int`, *optional*):
+            Seed of the random estimators' (`full`, `bootstrap`) private generator; defaults to `seed`. The global RNG is
+            never touched, so generation stays reproducible.
+
+    Parameters that control schedules:
+
+        hybrid_lambda (`float`, *optional*, defaults to `0.7`):
+            Weight of pass@1 in `"hybrid"` (Barakat et al. 2026 use 0.7). With a schedule this is the final value.
+        hybrid_lambda_schedule (`str`, *optional*, defaults to `"constant"`):
+            `"constant"`, `"linear"` (from `hybrid_lambda_start` to `hybrid_lambda`) or `"step"` (switch at
+            `hybrid_lambda_schedule_ratio`; `hybrid_lambda_start=0, hybrid_lambda=1` trains pass@k first, then pass@1).
+        hybrid_lambda_start (`float`, *optional*):
+            Initial lambda for the `"linear"` and `"step"` schedules (required by them).
+        hybrid_lambda_schedule_ratio (`float`, *optional*, defaults to `0.5`):
+            Fraction of `max_steps` at which the linear ramp ends or the step switch happens.
+        k_schedule (`str`, *optional*, defaults to `"constant"`):
+            Schedule of k from `k_start` to `k` (`"linear"` rounds to the nearest integer; `"step"` is PKPO's k
+            annealing, e.g. k 8 then 1).
+        k_start (`int`, *optional*):
+            Initial k for the `"linear"` and `"step"` k schedules (required by them).
+        k_schedule_ratio (`float`, *optional*, defaults to `0.5`):
+            Fraction of `max_steps` at which the k schedule reaches `k`.
+
+    Parameters that control logging:
+
+        passk_log_ks (`list[int]`, *optional*):
+            The k values logged as `passk/pass@{k}` (unbiased, from the step's groups). Defaults to the powers of two
+            up to `num_generations`, plus `num_generations`.
+
+    """
+
+    # ---- objective
+    objective: str = field(
+        default="hybrid",
+        metadata={
+            "help": "Training objective: 'pass1' (TRL's GRPO, unchanged), 'passk', 'hybrid' (lambda*A_pass1 + "
+            "(1-lambda)*A_passk, Barakat et al. 2026) or 'combination' ((c/n)*A_passk + (1-c/n)*A_pass1, Chen et al. "
+            "2025 Eq. 18).",
+            "choices": list(OBJECTIVES),
+        },
+    )
+    k: int = field(
+        default=4,
+        metadata={"help": "k of pass@k, 1 <= k <= num_generations. With k_schedule, the final k."},
+    )
+    passk_estimator: str = field(
+        default="analytic",
+        metadata={
+            "help": "Pass@k advantage estimator: "
+            + ", ".join(sorted(ADVANTAGE_ESTIMATORS))
+            + ". 'analytic'/'full'/'bootstrap': Chen et al. 2025; 'pkpo': Walder & Karkhanis 2025.",
+        },
+    )
+    passk_estimator_kwargs: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Estimator options as a dict (JSON on the command line), e.g. {\"baseline\": \"loo\"} for pkpo "
+            "or {\"num_subsets\": 16} for bootstrap."
+        },
+    )
+    passk_reward: str = field(
+        default="success",
+        metadata={
+            "help": "What the pass@k estimator sees: 'success' (0/1, success_reward >= success_threshold) or "
+            "'combined' (weighted sum of all rewards; for pkpo on continuous rewards).",
+            "choices": list(PASSK_REWARDS),
+        },
+    )
+    success_reward: str | None = field(
+        default=None,
+        metadata={
+            "help": "Name of the reward function that defines a correct completion. Defaults to the first reward "
+            "function."
+        },
+    )
+    success_threshold: float = field(
+        default=1.0,
+        metadata={"help": "A completion is correct when its success reward is >= this value."},
+    )
+    exceeding_passk: bool = field(
+        default=False,
+        metadata={"help": "Scale pass@k advantages by coef/ln(c + 0.5) (Chen et al. 2025, Eq. 17)."},
+    )
+    exceeding_passk_coef: float = field(
+        default=0.4,
+        metadata={"help": "Constant of the exceeding-pass@k factor (the paper's exact constant is unconfirmed)."},
+    )
+    passk_seed: int | None = field(
+        default=None,
+        metadata={"help": "Seed of the random estimators' private generator (full, bootstrap). Defaults to seed."},
+    )
+
+    # ---- schedules
+    hybrid_lambda: float = field(
+        default=0.7,
+        metadata={"help": "Weight of pass@1 in the hybrid objective, in [0, 1]. With a schedule, the final value."},
+    )
+    hybrid_lambda_schedule: str = field(
+        default="constant",
+        metadata={
+            "help": "Schedule of lambda: 'constant', 'linear' (hybrid_lambda_start -> hybrid_lambda) or 'step' "
+            "(switch at hybrid_lambda_schedule_ratio; start=0, end=1 trains pass@k first, then pass@1).",
+            "choices": list(SCHEDULES),
+        },
+    )
+    hybrid_lambda_start: float | None = field(
+        default=None,
+        metadata={"help": "Initial lambda for the 'linear' and 'step' schedules."},
+    )
+    hybrid_lambda_schedule_ratio: float = field(
+        default=0.5,
+        metadata={"help": "Fraction of max_steps at which the lambda ramp ends or the step switch happens."},
+    )
+    k_schedule: str = field(
+        default="constant",
+        metadata={
+            "help": "Schedule of k from k_start to k: 'constant', 'linear' (rounded) or 'step' (PKPO's annealing).",
+            "choices": list(SCHEDULES),
+        },
+    )
+    k_start: int | None = field(
+        default=None,
+        metadata={"help": "Initial k for the 'linear' and 'step' k schedules."},
+    )
+    k_schedule_ratio: float = field(
+        default=0.5,
+        metadata={"help": "Fraction of max_steps at which the k schedule reaches k."},
+    )
+
+    # ---- logging
+    passk_log_ks: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "k values logged as passk/pass@{k}. Defaults to powers of two up to num_generations, plus "
+            "num_generations."
+        },
+    )
+
+    def __post_init__(self):
+        # Our checks first: they are cheap, need no device, and fail before TRL sets anything up.
+        self._validate_passk()
+        super().__post_init__()
+        if self.objective != "pass1" and self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                f"objective={self.objective!r} builds its pass@1 part from the weighted sum of rewards, which needs "
+                f"multi_objective_aggregation='sum_then_normalize' (got {self.multi_objective_aggregation!r}). Use "
+                "objective='pass1' to keep TRL's 'normalize_then_sum'."
+            )
+
+    def _validate_passk(self) -> None:
+        def one_of(name, value, valid):
+            if value not in valid:
+                raise ValueError(f"{name}={value!r} is not valid. Choose one of: {', '.join(valid)}.")
+
+        one_of("objective", self.objective, OBJECTIVES)
+        one_of("passk_estimator", self.passk_estimator, sorted(ADVANTAGE_ESTIMATORS))
+        one_of("passk_reward", self.passk_reward, PASSK_REWARDS)
+        one_of("hybrid_lambda_schedule", self.hybrid_lambda_schedule, SCHEDULES)
+        one_of("k_schedule", self.k_schedule, SCHEDULES)
+
+        G = self.num_generations
+        for name in ("k", "k_start"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= G:
+                raise ValueError(
+                    f"{name}={value} must satisfy 1 <= {name} <= num_generations ({G}): pass@k needs at least k "
+                    f"samples per prompt. Lower {name} or raise num_generations."
+                )
+        for name in ("hybrid_lambda", "hybrid_lambda_start"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}={value} must lie in [0, 1] (it is the weight of pass@1).")
+        for name in ("hybrid_lambda_schedule_ratio", "k_schedule_ratio"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name}={value} must lie in (0, 1] (a fraction of max_steps).")
+        for schedule, start in (("hybrid_lambda_schedule", "hybrid_lambda_start"), ("k_schedule", "k_start")):
+            if getattr(self, schedule) != "constant" and getattr(self, start) is None:
+                raise ValueError(f"{schedule}={getattr(self, schedule)!r} needs {start} (the value at step 0).")
+
+        if isinstance(self.passk_estimator_kwargs, str):
+            try:
+                self.passk_estimator_kwargs = json.loads(self.passk_estimator_kwargs)
+            except json.JSONDecodeError as err:
+                raise ValueError(
+                    f"passk_estimator_kwargs={self.passk_estimator_kwargs!r} is not valid JSON ({err})."
+                ) from None
+        kwargs = self.passk_estimator_kwargs or {}
+        allowed = [o for o in estimator_options(self.passk_estimator) if o != "generator"]
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"passk_estimator_kwargs has option(s) {unknown} that estimator {self.passk_estimator!r} does not take. "
+                f"Its options: {', '.join(allowed) or 'none'}."
+            )
+
+        if self.passk_log_ks is None:
+            self.passk_log_ks = sorted({2**i for i in range(G.bit_length()) if 2**i <= G} | {G})
+        bad = [v for v in self.passk_log_ks if not 1 <= int(v) <= G]
+        if bad:
+            raise ValueError(f"passk_log_ks {bad} must lie in [1, num_generations={G}].")
+
+    def k_at(self, progress: float) -> int:
+        """k in effect at ``progress`` (fraction of training done)."""
+        start = self.k if self.k_start is None else self.k_start
+        return int(round(scheduled_value(self.k_schedule, start, self.k, progress, self.k_schedule_ratio)))
+
+    def lambda_at(self, progress: float) -> float:
+        """Hybrid lambda in effect at ``progress`` (fraction of training done)."""
+        start = self.hybrid_lambda if self.hybrid_lambda_start is None else self.hybrid_lambda_start
+        return scheduled_value(
+            self.hybrid_lambda_schedule, start, self.hybrid_lambda, progress, self.hybrid_lambda_schedule_ratio
+        )
