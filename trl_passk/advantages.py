@@ -371,9 +371,7 @@ def _loo_value(g: torch.Tensor, n: torch.Tensor, tail: torch.Tensor, kk: int) ->
 
 
 @register_advantage_estimator("pkpo")
-def pkpo_advantages(
-    rewards: torch.Tensor, k: int, *, baseline: str = "loo_minus_one", reduction: str = "mean"
-):
+def pkpo_advantages(rewards: torch.Tensor, k: int, *, baseline: str = "loo_minus_one", reduction: str = "mean"):
     """PKPO pass@k / max@k advantages (Walder & Karkhanis 2025, §2–4, Eqs. 19–34; arXiv 2505.15201 v3+).
 
     Unbiased per-sample weights whose sum ``sum_i s_i grad log p(x_i)`` estimates ``grad max_g@k`` (Thm 4; pass@k for

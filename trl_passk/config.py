@@ -119,8 +119,8 @@ class PassKGRPOConfig(GRPOConfig):
     passk_estimator_kwargs: dict | str | None = field(
         default=None,
         metadata={
-            "help": "Estimator options as a dict (JSON on the command line), e.g. {\"baseline\": \"loo\"} for pkpo "
-            "or {\"num_subsets\": 16} for bootstrap."
+            "help": 'Estimator options as a dict (JSON on the command line), e.g. {"baseline": "loo"} for pkpo '
+            'or {"num_subsets": 16} for bootstrap.'
         },
     )
     passk_reward: str = field(

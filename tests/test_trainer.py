@@ -1,0 +1,160 @@
+"""PassKGRPOTrainer against TRL's GRPOTrainer on a tiny local model."""
+
+import math
+
+import pytest
+import torch
+from conftest import length_reward, make_prompt_dataset, odd_a_reward
+from trl import GRPOConfig, GRPOTrainer
+
+from trl_passk import PassKGRPOConfig, PassKGRPOTrainer
+
+# Shrunk run: 4 prompts x G=4 per step on one CPU process, 6-token completions, a learning rate high enough that a few
+# steps visibly move a tiny model.
+COMMON = dict(
+    per_device_train_batch_size=16,
+    num_generations=4,
+    max_completion_length=6,
+    max_steps=3,
+    learning_rate=1e-2,
+    logging_steps=1,
+    report_to="none",
+    use_cpu=True,
+    bf16=False,
+    save_strategy="no",
+    seed=7,
+    dataloader_num_workers=0,
+)
+
+
+def run(trainer_cls, config_cls, model_path, tmp_path, reward_funcs=(odd_a_reward,), peft_config=None, **kwargs):
+    args = config_cls(output_dir=str(tmp_path), **{**COMMON, **kwargs})
+    trainer = trainer_cls(
+        model=model_path,
+        reward_funcs=list(reward_funcs),
+        args=args,
+        train_dataset=make_prompt_dataset(16),
+        peft_config=peft_config,
+    )
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    after = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    return trainer, before, after
+
+
+def losses(trainer):
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+
+def test_pass1_trains_exactly_like_trl(tiny_model_path, tmp_path):
+    trl_trainer, _, trl_weights = run(GRPOTrainer, GRPOConfig, tiny_model_path, tmp_path / "trl")
+    ours, _, our_weights = run(
+        PassKGRPOTrainer, PassKGRPOConfig, tiny_model_path, tmp_path / "ours", objective="pass1"
+    )
+    assert losses(ours) == losses(trl_trainer) and len(losses(ours)) == 3
+    assert trl_weights.keys() == our_weights.keys()
+    for name in trl_weights:
+        assert torch.equal(trl_weights[name], our_weights[name]), name
+    # ...and it still logs the pass@k metrics.
+    assert any("passk/pass@4" in h for h in ours.state.log_history)
+
+
+def test_hybrid_with_lambda_one_reproduces_trl_advantages(tiny_model_path, tmp_path):
+    """lambda = 1 routes everything through our own `grpo` estimator: the training must match TRL's."""
+    trl_trainer, _, trl_weights = run(GRPOTrainer, GRPOConfig, tiny_model_path, tmp_path / "trl", max_steps=2)
+    ours, _, our_weights = run(
+        PassKGRPOTrainer,
+        PassKGRPOConfig,
+        tiny_model_path,
+        tmp_path / "ours",
+        max_steps=2,
+        objective="hybrid",
+        hybrid_lambda=1.0,
+    )
+    assert losses(ours) == pytest.approx(losses(trl_trainer), abs=1e-6)
+    for name in trl_weights:
+        assert torch.allclose(trl_weights[name], our_weights[name], atol=1e-6), name
+
+
+OBJECTIVE_CASES = [
+    dict(objective="passk", passk_estimator="analytic", k=2),
+    dict(objective="passk", passk_estimator="pkpo", k=2),
+    dict(objective="passk", passk_estimator="full", k=2),
+    dict(objective="passk", passk_estimator="bootstrap", k=3, passk_estimator_kwargs={"num_subsets": 8}),
+    dict(objective="hybrid", k=2),
+    dict(objective="hybrid", k=2, hybrid_lambda_schedule="step", hybrid_lambda_start=0.0, hybrid_lambda=1.0),
+    dict(objective="combination", k=2, exceeding_passk=True),
+    dict(objective="passk", passk_estimator="pkpo", passk_reward="combined", k=2, reward="continuous"),
+]
+
+
+@pytest.mark.parametrize("case", OBJECTIVE_CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_each_objective_trains_end_to_end(tiny_model_path, tmp_path, case):
+    case = dict(case)
+    rewards = (length_reward, odd_a_reward) if case.pop("reward", None) == "continuous" else (odd_a_reward,)
+    trainer, before, after = run(PassKGRPOTrainer, PassKGRPOConfig, tiny_model_path, tmp_path, rewards, **case)
+    changed = [n for n in before if not torch.equal(before[n], after[n])]
+    assert len(changed) == len(before), f"parameters that did not change: {set(before) - set(changed)}"
+    logged = [h for h in trainer.state.log_history if "passk/pass@1" in h]
+    assert len(logged) == 3
+    for h in logged:
+        for key in ("passk/pass@1", "passk/pass@2", "passk/pass@4", "passk/objective_weight", "passk/adv_abs_mean"):
+            assert math.isfinite(h[key]), key
+        assert h["passk/pass@1"] <= h["passk/pass@2"] <= h["passk/pass@4"]
+    step = trainer.last_passk_step
+    assert step.advantages.shape == (16,) and torch.isfinite(step.advantages).all()
+
+
+def test_step_schedule_switches_objective_weight(tiny_model_path, tmp_path):
+    trainer, _, _ = run(
+        PassKGRPOTrainer,
+        PassKGRPOConfig,
+        tiny_model_path,
+        tmp_path,
+        max_steps=4,
+        objective="hybrid",
+        hybrid_lambda_schedule="step",
+        hybrid_lambda_start=0.0,
+        hybrid_lambda=1.0,
+        hybrid_lambda_schedule_ratio=0.5,
+    )
+    weights = [h["passk/objective_weight"] for h in trainer.state.log_history if "passk/objective_weight" in h]
+    assert weights == [0.0, 0.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("objective", ["passk", "hybrid"])
+def test_lora_trains_adapters_only(tiny_model_path, tmp_path, objective):
+    from peft import LoraConfig
+
+    peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    trainer, before, after = run(
+        PassKGRPOTrainer,
+        PassKGRPOConfig,
+        tiny_model_path,
+        tmp_path,
+        peft_config=peft_config,
+        objective=objective,
+        k=2,
+        learning_rate=5e-2,
+    )
+    assert before and all("lora_" in n for n in before)
+    lora_b = [n for n in before if "lora_B" in n]
+    assert lora_b and all(not torch.equal(before[n], after[n]) for n in lora_b)
+    assert any("passk/pass@2" in h for h in trainer.state.log_history)
+
+
+def test_advantages_replaced_in_completions_log(tiny_model_path, tmp_path):
+    trainer, _, _ = run(
+        PassKGRPOTrainer, PassKGRPOConfig, tiny_model_path, tmp_path, max_steps=1, objective="passk", k=2
+    )
+    logged = list(trainer._logs["advantages"])[-16:]
+    assert logged == pytest.approx(trainer.last_passk_step.advantages.tolist())
+
+
+def test_config_type_and_success_reward_checked_before_model_loads(tmp_path):
+    # A model path that does not exist: the errors must come before any attempt to load it.
+    with pytest.raises(TypeError, match="PassKGRPOConfig"):
+        PassKGRPOTrainer("no/such-model", odd_a_reward, args=GRPOConfig(str(tmp_path), use_cpu=True, bf16=False))
+    args = PassKGRPOConfig(str(tmp_path), success_reward="accuracy", use_cpu=True, bf16=False, report_to="none")
+    with pytest.raises(ValueError, match="odd_a_reward"):
+        PassKGRPOTrainer("no/such-model", odd_a_reward, args=args)

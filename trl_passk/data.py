@@ -1,0 +1,269 @@
+r"""
+Dataset builders and formatters, all offline.
+
+- [`make_reasoning_gym_dataset`]: procedural reasoning-gym tasks (chain sums, arithmetic, countdown, ...) as a TRL
+  dataset with `prompt`, `answer`, `solution` and `metadata` columns; [`load_reasoning_gym_source`] parses the CLI's
+  `reasoning_gym:<task>?size=..&seed=..` alias.
+- [`gsm8k_gold`], [`math_gold`] and [`map_columns`]: turn GSM8K / MATH style datasets into `prompt` + `solution`
+  columns (TRL's accuracy rewards and [`~rewards.math_accuracy`] read `solution`).
+"""
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+import datasets
+
+from trl_passk.rewards import last_boxed
+
+DEFAULT_SYSTEM_PROMPT = (
+    "Solve the problem. Think step by step if needed, then give only the final answer inside "
+    "<answer></answer> tags, for example <answer>42</answer>."
+)
+_DEFAULT = object()  # sentinel: "use DEFAULT_SYSTEM_PROMPT" (None means "no system prompt")
+
+ANSWER_FORMATS = ("gsm8k", "math", "raw")
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_to_jsonable(item) for item in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _make_prompt(question: str, system_prompt: str | None, chat: bool) -> str | list[dict[str, str]]:
+    if not chat:
+        return question if system_prompt is None else f"{system_prompt}\n\n{question}"
+    messages = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]
+    return messages + [{"role": "user", "content": question}]
+
+
+def make_reasoning_gym_dataset(
+    task: str,
+    size: int,
+    seed: int,
+    *,
+    test_size: int | float = 0,
+    chat: bool = True,
+    system_prompt: str | None = _DEFAULT,
+    task_kwargs: dict | None = None,
+) -> datasets.Dataset | datasets.DatasetDict:
+    """
+    Build a reasoning-gym task as a TRL prompt dataset, offline and seeded.
+
+    Args:
+        task (`str`):
+            Registered reasoning-gym task name, e.g. `"chain_sum"`, `"basic_arithmetic"`, `"countdown"`.
+        size (`int`):
+            Number of rows in total (train + test).
+        seed (`int`):
+            Seed of the generator (same seed, same rows) and of the train/test split.
+        test_size (`int` or `float`, *optional*, defaults to `0`):
+            Held-out rows: a count, or a fraction of `size`. `0` returns a single `Dataset`; otherwise a
+            `DatasetDict` with `"train"` and `"test"`.
+        chat (`bool`, *optional*, defaults to `True`):
+            `prompt` is a list of messages (`system` then `user`); `False` gives a plain string.
+        system_prompt (`str` or `None`, *optional*, defaults to `DEFAULT_SYSTEM_PROMPT`):
+            Asks for the answer inside `<answer>` tags. `None` means no system prompt.
+        task_kwargs (`dict`, *optional*):
+            Task configuration passed to `reasoning_gym.create_dataset`, e.g. `{"min_terms": 2, "max_terms": 2}`.
+
+    Returns:
+        Columns `prompt`, `answer` (gold string), `solution` (same gold, for [`~rewards.math_accuracy`] and TRL's
+        `accuracy_reward`) and `metadata` (JSON string of the task's metadata; [`~rewards.reasoning_gym_accuracy`]
+        accepts it as is).
+
+    Example:
+
+    ```python
+    >>> splits = make_reasoning_gym_dataset("chain_sum", size=10, seed=0, test_size=0.2)
+    >>> splits["train"].num_rows, splits["test"].num_rows
+    (8, 2)
+    >>> sorted(splits["train"].column_names)
+    ['answer', 'metadata', 'prompt', 'solution']
+
+    ```
+    """
+    import reasoning_gym
+
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    system_prompt = DEFAULT_SYSTEM_PROMPT if system_prompt is _DEFAULT else system_prompt
+    try:
+        generator = reasoning_gym.create_dataset(task, size=size, seed=seed, **(task_kwargs or {}))
+    except (ValueError, KeyError) as error:
+        raise ValueError(f"cannot build reasoning-gym task {task!r} with {task_kwargs or {}}: {error}") from error
+    rows = {"prompt": [], "answer": [], "solution": [], "metadata": []}
+    for entry in generator:
+        rows["prompt"].append(_make_prompt(entry["question"], system_prompt, chat))
+        rows["answer"].append(str(entry["answer"]))
+        rows["solution"].append(str(entry["answer"]))
+        rows["metadata"].append(json.dumps(_to_jsonable(entry["metadata"])))
+    dataset = datasets.Dataset.from_dict(rows)
+    if not test_size:
+        return dataset
+    n_test = int(round(test_size * size)) if isinstance(test_size, float) else int(test_size)
+    if not 0 < n_test < size:
+        raise ValueError(f"test_size={test_size} leaves {n_test} test rows out of size={size}; need 0 < test < size")
+    return dataset.train_test_split(test_size=n_test, seed=seed, shuffle=True)
+
+
+_SOURCE_RE = re.compile(r"^(?:reasoning[_-]gym|rg):(?P<task>[A-Za-z0-9_]+)(?:\?(?P<query>.*))?$")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def load_reasoning_gym_source(source: str, **overrides) -> datasets.Dataset | datasets.DatasetDict:
+    """
+    Build a reasoning-gym dataset from a compact alias, as accepted by the CLI's dataset option:
+
+    `reasoning_gym:<task>[?size=N&seed=S&test_size=T&chat=true&<task option>=<value>...]` (`rg:` is a short prefix).
+    `size` defaults to 1000, `seed` to 0, `test_size` to 0. Values are read as JSON when possible (`3`, `0.1`,
+    `true`), else kept as strings; unknown keys go to the task's configuration (`task_kwargs`). Keyword `overrides`
+    win over the query string.
+
+    Example:
+
+    ```python
+    >>> ds = load_reasoning_gym_source("reasoning_gym:chain_sum?size=6&seed=1&min_terms=2&max_terms=2")
+    >>> ds.num_rows
+    6
+
+    ```
+    """
+    match = _SOURCE_RE.match(source.strip())
+    if match is None:
+        raise ValueError(
+            f"not a reasoning-gym source: {source!r}; expected 'reasoning_gym:<task>?size=N&seed=S' "
+            "(e.g. 'reasoning_gym:chain_sum?size=200&seed=1')"
+        )
+    options = {key: _parse_value(value) for key, value in parse_qsl(match["query"] or "", keep_blank_values=True)}
+    options.update(overrides)
+    kwargs = {
+        "size": int(options.pop("size", 1000)),
+        "seed": int(options.pop("seed", 0)),
+        "test_size": options.pop("test_size", 0),
+        "chat": bool(options.pop("chat", True)),
+    }
+    if "system_prompt" in options:
+        kwargs["system_prompt"] = options.pop("system_prompt")
+    return make_reasoning_gym_dataset(match["task"], task_kwargs=options or None, **kwargs)
+
+
+def is_reasoning_gym_source(source: str) -> bool:
+    """Whether `source` is a `reasoning_gym:<task>...` alias (see [`load_reasoning_gym_source`])."""
+    return bool(_SOURCE_RE.match(source.strip()))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Column mapping for GSM8K / MATH style datasets
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def gsm8k_gold(answer_text: str) -> str:
+    """
+    Gold answer of a GSM8K `answer` field: the text after the last `####`, commas and a trailing period removed.
+    Without `####` the stripped text is returned as is.
+
+    Example:
+
+    ```python
+    >>> gsm8k_gold("She sold 48/2 = <<48/2=24>>24 clips in May.\\n#### 1,072")
+    '1072'
+
+    ```
+    """
+    text = str(answer_text)
+    if "####" in text:
+        text = text.rsplit("####", 1)[1]
+    return text.strip().replace(",", "").rstrip(".").strip()
+
+
+def math_gold(solution_text: str) -> str:
+    r"""
+    Gold answer of a MATH `solution` field: the content of the last `\boxed{...}` (or `\fbox{...}`), with balanced
+    braces. Without a box the stripped text is returned as is.
+
+    Example:
+
+    ```python
+    >>> math_gold(r"Hence $x = \boxed{\frac{1}{2}}$.")
+    '\\frac{1}{2}'
+
+    ```
+    """
+    text = str(solution_text)
+    boxed = last_boxed(text)
+    return (boxed if boxed is not None else text).strip()
+
+
+_GOLD_EXTRACTORS = {"gsm8k": gsm8k_gold, "math": math_gold, "raw": lambda text: str(text).strip()}
+
+
+def map_columns(
+    dataset: datasets.Dataset | datasets.DatasetDict,
+    prompt_column: str = "question",
+    answer_column: str = "answer",
+    answer_format: str = "gsm8k",
+    system_prompt: str | None = None,
+    chat: bool = True,
+) -> datasets.Dataset | datasets.DatasetDict:
+    """
+    Map a question/answer dataset to TRL's `prompt` column plus a `solution` column holding the gold answer.
+
+    Args:
+        dataset (`Dataset` or `DatasetDict`):
+            Source dataset.
+        prompt_column (`str`, *optional*, defaults to `"question"`):
+            Column holding the problem text (`"problem"` for MATH).
+        answer_column (`str`, *optional*, defaults to `"answer"`):
+            Column holding the reference answer (`"solution"` for MATH).
+        answer_format (`str`, *optional*, defaults to `"gsm8k"`):
+            How to read the gold from `answer_column`: `"gsm8k"` ([`gsm8k_gold`]), `"math"` ([`math_gold`]) or
+            `"raw"` (stripped text).
+        system_prompt (`str`, *optional*):
+            System message (chat) or prefix (plain) added to every prompt.
+        chat (`bool`, *optional*, defaults to `True`):
+            Conversational `prompt` (list of messages) or plain string.
+
+    Example:
+
+    ```python
+    >>> from datasets import Dataset
+    >>> ds = Dataset.from_dict({"question": ["1+1?"], "answer": ["1+1=2\\n#### 2"]})
+    >>> map_columns(ds)[0]
+    {'prompt': [{'role': 'user', 'content': '1+1?'}], 'solution': '2'}
+
+    ```
+    """
+    if answer_format not in _GOLD_EXTRACTORS:
+        raise ValueError(f"answer_format must be one of {list(ANSWER_FORMATS)}, got {answer_format!r}")
+    if isinstance(dataset, datasets.DatasetDict):
+        return datasets.DatasetDict(
+            {
+                name: map_columns(split, prompt_column, answer_column, answer_format, system_prompt, chat)
+                for name, split in dataset.items()
+            }
+        )
+    for column, option in ((prompt_column, "--prompt_column"), (answer_column, "--answer_column")):
+        if column not in dataset.column_names:
+            raise ValueError(f"column {column!r} not found in dataset (columns: {dataset.column_names}); set {option}")
+    extract = _GOLD_EXTRACTORS[answer_format]
+
+    def convert(row: dict) -> dict:
+        return {
+            "prompt": _make_prompt(str(row[prompt_column]), system_prompt, chat),
+            "solution": extract(row[answer_column]),
+        }
+
+    return dataset.map(convert, remove_columns=dataset.column_names)
