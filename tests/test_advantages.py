@@ -223,11 +223,27 @@ def test_random_estimators_match_python_loop_in_expectation(name):
     assert got == pytest.approx(ref, abs=0.06)
 
 
-def test_bootstrap_mean_converges_to_analytic():
+@pytest.mark.parametrize("sampling", ["independent", "balanced"])
+def test_bootstrap_mean_converges_to_analytic(sampling):
     g = torch.tensor([[1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]])
     gen = torch.Generator().manual_seed(1)
-    got = ADVANTAGE_ESTIMATORS["bootstrap"](g, 3, num_subsets=20000, reduction="mean", generator=gen)
+    got = ADVANTAGE_ESTIMATORS["bootstrap"](
+        g, 3, num_subsets=20000, reduction="mean", sampling=sampling, generator=gen
+    )
     assert got[0].tolist() == pytest.approx(brute_analytic(g[0].tolist(), 3), abs=0.03)
+
+
+def test_bootstrap_balanced_gives_every_sample_equal_exposure():
+    # 16 subsets of k=2 from G=8: two permutations of four disjoint pairs each -> every sample in exactly 4 subsets.
+    r = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    def draw(reduction):
+        gen = torch.Generator().manual_seed(5)  # the same subsets for both reductions
+        return ADVANTAGE_ESTIMATORS["bootstrap"](
+            r, 2, num_subsets=16, sampling="balanced", reduction=reduction, generator=gen
+        )
+
+    assert torch.allclose(draw("sum"), 4 * draw("mean"))
+    assert draw("sum")[0, 0] > 0  # the correct sample is in 4 winning subsets
 
 
 def test_bootstrap_subsets_hold_k_distinct_scored_samples():

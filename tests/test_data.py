@@ -49,7 +49,9 @@ def test_reasoning_gym_seeded():
     b = make_reasoning_gym_dataset("chain_sum", size=10, seed=7, test_size=0.2)
     c = make_reasoning_gym_dataset("chain_sum", size=10, seed=8, test_size=0.2)
     assert a["train"].to_list() == b["train"].to_list() and a["test"].to_list() == b["test"].to_list()
-    assert list(a["train"]["answer"]) + list(a["test"]["answer"]) != list(c["train"]["answer"]) + list(c["test"]["answer"])
+    assert list(a["train"]["answer"]) + list(a["test"]["answer"]) != list(c["train"]["answer"]) + list(
+        c["test"]["answer"]
+    )
 
 
 def test_reasoning_gym_task_kwargs_and_errors():
@@ -64,9 +66,12 @@ def test_reasoning_gym_task_kwargs_and_errors():
 def test_load_reasoning_gym_source():
     ds = load_reasoning_gym_source("reasoning_gym:chain_sum?size=6&seed=1&min_terms=2&max_terms=2&chat=false")
     assert ds.num_rows == 6 and isinstance(ds[0]["prompt"], str)
-    assert ds.to_list() == make_reasoning_gym_dataset(
-        "chain_sum", size=6, seed=1, chat=False, task_kwargs={"min_terms": 2, "max_terms": 2}
-    ).to_list()
+    assert (
+        ds.to_list()
+        == make_reasoning_gym_dataset(
+            "chain_sum", size=6, seed=1, chat=False, task_kwargs={"min_terms": 2, "max_terms": 2}
+        ).to_list()
+    )
     splits = load_reasoning_gym_source("rg:basic_arithmetic?size=10&test_size=0.3")
     assert splits["test"].num_rows == 3
     with pytest.raises(ValueError, match="reasoning_gym:<task>"):

@@ -183,34 +183,44 @@ _WORKER_BOOTSTRAP = (
 )
 
 
+def _parse(text: str) -> list:
+    """math-verify `parse` without signals: LaTeX extraction first (fast), then the default LaTeX + plain-expression
+    configuration. `[]` when nothing parses."""
+    from math_verify import LatexExtractionConfig, parse
+
+    try:
+        parsed = parse(text, extraction_config=[LatexExtractionConfig(boxed_match_priority=0)], parsing_timeout=None)
+        return parsed if parsed else parse(text, parsing_timeout=None)
+    except Exception:
+        return []
+
+
 @functools.lru_cache(maxsize=4096)
 def _parse_gold(gold: str) -> tuple:
     """Parse a gold answer once per worker (LRU keyed by the gold string); `()` when it yields no math object."""
-    from math_verify import parse
-
     candidates = [gold] if ("\\boxed" in gold or "\\fbox" in gold) else ["\\boxed{" + gold + "}", gold]
     for candidate in candidates:
-        try:
-            parsed = parse(candidate, parsing_timeout=None)
-        except Exception:
-            parsed = []
+        parsed = _parse(candidate)
         if any(not isinstance(item, str) for item in parsed):  # a bare string means math-verify gave up
             return tuple(parsed)
     return ()
 
 
+@functools.lru_cache(maxsize=16384)
+def _parse_answer(answer: str) -> tuple:
+    return tuple(_parse("\\boxed{" + answer + "}") or _parse(answer))
+
+
 def _verify_answer(gold_parsed: tuple, answer: str | None) -> float:
-    from math_verify import parse, verify
+    from math_verify import verify
 
     if not answer:
         return 0.0
     try:
-        parsed = parse("\\boxed{" + answer + "}", parsing_timeout=None)
-        if not parsed:
-            parsed = parse(answer, parsing_timeout=None)
+        parsed = _parse_answer(answer)
         if not parsed:
             return 0.0
-        return 1.0 if verify(list(gold_parsed), parsed, timeout_seconds=None) else 0.0
+        return 1.0 if verify(list(gold_parsed), list(parsed), timeout_seconds=None) else 0.0
     except Exception:
         return 0.0
 
@@ -402,24 +412,42 @@ class _WorkerPool:
             worker.kill()
 
 
+class _LRU:
+    """Small thread-safe LRU map."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize, self._data, self._lock = maxsize, OrderedDict(), threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+            return None
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def __contains__(self, key: Any) -> bool:
+        return self.get(key) is not None
+
+
+_RESULTS = _LRU(65536)  # (gold, extracted answer) -> score, parent side
+_BAD_GOLDS = _LRU(4096)  # golds known to be unparseable, parent side
 _POOLS: dict[int, _WorkerPool] = {}
 _POOLS_LOCK = threading.Lock()
-_BAD_GOLDS: OrderedDict[str, None] = OrderedDict()  # parent-side LRU of golds known to be unparseable
-_BAD_GOLDS_LOCK = threading.Lock()
-_BAD_GOLDS_MAX = 4096
 
 
 def _remember_bad_gold(gold: str) -> None:
-    with _BAD_GOLDS_LOCK:
-        _BAD_GOLDS[gold] = None
-        _BAD_GOLDS.move_to_end(gold)
-        while len(_BAD_GOLDS) > _BAD_GOLDS_MAX:
-            _BAD_GOLDS.popitem(last=False)
+    _BAD_GOLDS.put(gold, True)
 
 
 def _is_bad_gold(gold: str) -> bool:
-    with _BAD_GOLDS_LOCK:
-        return gold in _BAD_GOLDS
+    return gold in _BAD_GOLDS
 
 
 def _get_pool(num_workers: int) -> _WorkerPool:
@@ -509,7 +537,7 @@ class MathAccuracy:
 
     def _score(self, completions: list, solution: list[str]) -> list[float | None]:
         out: list[float | None] = [0.0] * len(completions)
-        by_gold: dict[str, tuple[list[int], list[str | None]]] = {}
+        keys: dict[tuple[str, str | None], list[int]] = {}  # distinct (gold, answer) -> completion indices
         for i, (completion, gold) in enumerate(zip(completions, solution)):
             gold = "" if gold is None else completion_text(str(gold)).strip()
             if not gold or len(gold) > 100 * self.max_answer_chars or _is_bad_gold(gold):
@@ -518,20 +546,32 @@ class MathAccuracy:
             answer = extract_final_answer(completion_text(completion))
             if answer is not None and (len(answer) > self.max_answer_chars or _is_hostile(answer)):
                 answer = None  # still sent (as "no answer") so an unparseable gold yields None, not 0.0
-            indices, answers = by_gold.setdefault(gold, ([], []))
-            indices.append(i)
-            answers.append(answer)
-        if not by_gold:
+            cached = _RESULTS.get((gold, answer))
+            if cached is not None:
+                out[i] = cached
+            else:
+                keys.setdefault((gold, answer), []).append(i)
+        if not keys:
             return out
         pool = _get_pool(self._pool_size())
+        pairs = list(keys)
+        by_gold: dict[str, list[int]] = {}  # gold -> positions in `pairs`
+        for position, (gold, _) in enumerate(pairs):
+            by_gold.setdefault(gold, []).append(position)
         # One job per gold (the worker parses it once), split so that every worker gets a share of the batch.
-        chunk = max(1, math.ceil(sum(len(idx) for idx, _ in by_gold.values()) / pool.num_workers))
+        chunk = max(1, math.ceil(len(pairs) / pool.num_workers))
         jobs = [
-            (gold, indices[start : start + chunk], answers[start : start + chunk])
-            for gold, (indices, answers) in by_gold.items()
-            for start in range(0, len(indices), chunk)
+            (gold, part, [pairs[position][1] for position in part])
+            for gold, positions in by_gold.items()
+            for part in (positions[start : start + chunk] for start in range(0, len(positions), chunk))
         ]
-        pool.run(jobs, self.timeout, out)
+        scores: list[float | None] = [0.0] * len(pairs)
+        pool.run(jobs, self.timeout, scores)
+        for pair, score in zip(pairs, scores):
+            if score is not None:  # late samples are cached too: a repeated hostile answer costs one timeout
+                _RESULTS.put(pair, score)
+            for i in keys[pair]:
+                out[i] = score
         return out
 
 
