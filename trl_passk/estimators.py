@@ -102,20 +102,24 @@ def _first(x, mask):
     return x
 
 
-def pass_at_k_groups(success: torch.Tensor, k: int) -> torch.Tensor:
+def pass_at_k_groups(success: torch.Tensor, k) -> torch.Tensor:
     """Per-group unbiased pass@k from a success matrix, ignoring NaN (unscored) samples.
 
     Args:
         success (`torch.Tensor` of shape `(P, G)`): 1 for a correct sample, 0 for a wrong one, NaN for unscored.
-        k (`int`): ``k >= 1``.
+        k (`int` or sequence of `int`): one k, or ``K`` of them evaluated in one vectorised call.
 
     Returns:
-        `torch.Tensor` of shape `(P,)` (float64): pass@k of each group, NaN for groups with fewer than ``k`` scored
-        samples (no unbiased estimate exists there; average with ``nanmean``).
+        `torch.Tensor` (float64) of shape `(P,)` for an int ``k``, `(P, K)` for a sequence: pass@k of each group, NaN
+        for groups with fewer than ``k`` scored samples (no unbiased estimate exists there; average with ``nanmean``).
     """
+    ks = torch.as_tensor(k, dtype=torch.float64, device=success.device)
+    scalar = ks.dim() == 0
+    ks = ks.reshape(1, -1)  # (1, K)
     valid = ~torch.isnan(success)
-    n = valid.sum(dim=1)
-    c = torch.nan_to_num(success, nan=0.0).gt(0.5).logical_and(valid).sum(dim=1)
-    enough = n >= k
-    rho = pass_at_k(torch.where(enough, n, torch.full_like(n, k)), torch.where(enough, c, torch.zeros_like(c)), k)
-    return torch.where(enough, rho, torch.full_like(rho, math.nan))
+    n = valid.sum(dim=1, keepdim=True).to(torch.float64)  # (P, 1)
+    c = (success.nan_to_num(0.0) > 0.5).logical_and(valid).sum(dim=1, keepdim=True).to(torch.float64)  # (P, 1)
+    enough = n >= ks  # (P, K)
+    rho = pass_at_k(torch.where(enough, n, ks), torch.where(enough, c, torch.zeros_like(c)), ks)
+    out = torch.where(enough, rho, torch.full_like(rho, math.nan))
+    return out[:, 0] if scalar else out

@@ -120,26 +120,38 @@ def passk_metrics(success: torch.Tensor, advantages: torch.Tensor, ks) -> dict[s
         advantages (`torch.Tensor` of shape `(P, G)`).
         ks (`list[int]`): the k of the ``passk/pass@{k}`` metrics; values above ``G`` are skipped.
     """
-    G = success.shape[1]
+    ks = [k for k in ks if k <= success.shape[1]]
     scored = ~torch.isnan(success)
     n = scored.sum(dim=1)
     c = success.nan_to_num(0.0).sum(dim=1)
-    metrics = {}
-    for k in ks:
-        if k <= G:
-            metrics[f"passk/pass@{k}"] = _nanmean(pass_at_k_groups(success, k))
     has = n > 0
-    metrics["passk/success_rate"] = (c[has] / n[has]).mean().item() if has.any() else math.nan
-    metrics["passk/frac_unsolved"] = ((c == 0) & has).float().mean().item()
-    metrics["passk/frac_all_correct"] = ((c == n) & has).float().mean().item()
-    adv = advantages[scored]
-    metrics["passk/adv_mean"] = adv.mean().item() if adv.numel() else 0.0
-    metrics["passk/adv_abs_mean"] = adv.abs().mean().item() if adv.numel() else 0.0
-    metrics["passk/adv_std"] = adv.std(correction=0).item() if adv.numel() else 0.0
-    metrics["passk/adv_frac_zero"] = (adv.abs() < 1e-8).float().mean().item() if adv.numel() else 1.0
-    return metrics
-
-
-def _nanmean(x: torch.Tensor) -> float:
-    x = x[~torch.isnan(x)]
-    return x.mean().item() if x.numel() else math.nan
+    adv = torch.where(scored, advantages, torch.zeros_like(advantages))
+    num_scored = scored.sum().clamp(min=1)
+    adv_mean = adv.sum() / num_scored
+    # One stacked tensor and a single .tolist(): this runs every step, so avoid a sync per metric.
+    values = torch.cat(
+        [
+            torch.nanmean(pass_at_k_groups(success, ks), dim=0) if ks else torch.zeros(0, dtype=torch.float64),
+            torch.stack(
+                [
+                    torch.nanmean(torch.where(has, c / n.clamp(min=1), torch.full_like(c, math.nan))),
+                    ((c == 0) & has).double().mean(),
+                    ((c == n) & has).double().mean(),
+                    adv_mean,
+                    adv.abs().sum() / num_scored,
+                    ((((adv - adv_mean) ** 2) * scored).sum() / num_scored).sqrt(),
+                    ((adv.abs() < 1e-8) & scored).sum() / num_scored,
+                ]
+            ).to(torch.float64),
+        ]
+    ).tolist()
+    names = [f"passk/pass@{k}" for k in ks] + [
+        "passk/success_rate",
+        "passk/frac_unsolved",
+        "passk/frac_all_correct",
+        "passk/adv_mean",
+        "passk/adv_abs_mean",
+        "passk/adv_std",
+        "passk/adv_frac_zero",
+    ]
+    return dict(zip(names, values))
