@@ -11,6 +11,7 @@ from .advantages import ADVANTAGE_ESTIMATORS, OBJECTIVES, estimator_options
 
 SCHEDULES = ("constant", "linear", "step")
 PASSK_REWARDS = ("success", "combined")
+INTERFERENCE_MODES = ("off", "diagnose", "filter", "drop")
 
 
 def scheduled_value(schedule: str, start: float, end: float, progress: float, ratio: float) -> float:
@@ -92,6 +93,22 @@ class PassKGRPOConfig(GRPOConfig):
             The k values logged as `passk/pass@{k}` (unbiased, from the step's groups). Defaults to the powers of two
             up to `num_generations`, plus `num_generations`.
 
+    Parameters of the prompt-interference filter (Barakat et al. 2026):
+
+        interference (`str`, *optional*, defaults to `"off"`):
+            `"off"`, `"diagnose"` (log the gradient-alignment diagnostic only), `"filter"` (remove the pass@k share of
+            flagged prompts' advantages, keeping their pass@1 share) or `"drop"` (zero flagged prompts' advantages).
+            Costs one extra forward and backward pass over the generation batch each time it runs.
+        interference_threshold (`float`, *optional*, defaults to `0.0`):
+            A prompt is flagged when its normalised agreement with the pass@1 gradient (a cosine) is below this.
+        interference_every (`int`, *optional*, defaults to `1`):
+            Run the diagnostic on every this-many generation batches; in between, prompts seen before keep their
+            remembered flag.
+        interference_sketch_dim (`int`, *optional*, defaults to `4096`):
+            Dimension of the seeded count-sketch of per-prompt gradients (cosines to about +-sqrt(2/dim)).
+        interference_memory_path (`str`, *optional*):
+            JSON file of the per-prompt memory, loaded at start if it exists and saved with every checkpoint. Defaults
+            to `<output_dir>/interference_memory.json`.
     """
 
     # ---- objective
@@ -201,6 +218,35 @@ class PassKGRPOConfig(GRPOConfig):
         },
     )
 
+    # ---- interference filter
+    interference: str = field(
+        default="off",
+        metadata={
+            "help": "Prompt-interference filter: 'off', 'diagnose' (log only), 'filter' (remove the pass@k share of "
+            "flagged prompts' advantages) or 'drop' (zero flagged prompts' advantages). Barakat et al. 2026.",
+            "choices": list(INTERFERENCE_MODES),
+        },
+    )
+    interference_threshold: float = field(
+        default=0.0,
+        metadata={"help": "Flag a prompt when its normalised agreement with the pass@1 gradient is below this."},
+    )
+    interference_every: int = field(
+        default=1,
+        metadata={"help": "Run the interference diagnostic on every this-many generation batches."},
+    )
+    interference_sketch_dim: int = field(
+        default=4096,
+        metadata={"help": "Dimension of the seeded count-sketch of per-prompt gradients."},
+    )
+    interference_memory_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSON file of the per-prompt interference memory (loaded if present, saved with checkpoints). "
+            "Defaults to <output_dir>/interference_memory.json."
+        },
+    )
+
     def __post_init__(self):
         # Our checks first: they are cheap, need no device, and fail before TRL sets anything up.
         self._validate_passk()
@@ -222,6 +268,7 @@ class PassKGRPOConfig(GRPOConfig):
         one_of("passk_reward", self.passk_reward, PASSK_REWARDS)
         one_of("hybrid_lambda_schedule", self.hybrid_lambda_schedule, SCHEDULES)
         one_of("k_schedule", self.k_schedule, SCHEDULES)
+        one_of("interference", self.interference, INTERFERENCE_MODES)
 
         G = self.num_generations
         for name in ("k", "k_start"):
@@ -264,6 +311,12 @@ class PassKGRPOConfig(GRPOConfig):
         bad = [v for v in self.passk_log_ks if not 1 <= int(v) <= G]
         if bad:
             raise ValueError(f"passk_log_ks {bad} must lie in [1, num_generations={G}].")
+        if self.interference_every < 1:
+            raise ValueError(f"interference_every={self.interference_every} must be >= 1.")
+        if self.interference_sketch_dim < 1:
+            raise ValueError(f"interference_sketch_dim={self.interference_sketch_dim} must be >= 1.")
+        if not -1.0 <= self.interference_threshold <= 1.0:
+            raise ValueError(f"interference_threshold={self.interference_threshold} must lie in [-1, 1] (a cosine).")
 
     def k_at(self, progress: float) -> int:
         """k in effect at ``progress`` (fraction of training done)."""

