@@ -15,27 +15,12 @@ Last line: `step_time_ratio: X` (the worst objective). Goal: X <= 1.02.
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import tempfile
 import time
-import warnings
 
-warnings.filterwarnings("ignore")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
+from _harness import build_trainers, interleaved_step_times, median
 
-import torch  # noqa: E402
-from datasets import Dataset  # noqa: E402
-from trl import GRPOConfig, GRPOTrainer  # noqa: E402
-
-from trl_passk import PassKGRPOConfig, PassKGRPOTrainer  # noqa: E402
-from trl_passk.objective import passk_step  # noqa: E402
-from trl_passk.testing import build_tiny_model  # noqa: E402
-
-
-def vowel_parity(completions, **kwargs):
-    return [float(sum(ch in "aeiou0123" for ch in c) % 2) for c in completions]
-
+from trl_passk.objective import passk_step
 
 VARIANTS = {
     "trl-grpo": None,
@@ -51,47 +36,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
 
-    tmp = tempfile.mkdtemp()
-    model_path = build_tiny_model(os.path.join(tmp, "model"))
-    dataset = Dataset.from_dict({"prompt": [f"What is {i} + {i % 7}?" for i in range(512)]})
-    common = dict(
-        per_device_train_batch_size=32,  # 4 prompts x G = 8
-        num_generations=8,
-        k=4,
-        max_completion_length=16,
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        seed=0,
-        save_strategy="no",
-        logging_steps=10**6,
-    )
-    trainers, iters = {}, {}
-    for name, variant in VARIANTS.items():
-        out = os.path.join(tmp, name)
-        if variant is None:
-            cfg = GRPOConfig(out, **{k: v for k, v in common.items() if k != "k"})
-            trainer = GRPOTrainer(model=model_path, reward_funcs=vowel_parity, args=cfg, train_dataset=dataset)
-        else:
-            cfg = PassKGRPOConfig(out, **common, **variant)
-            trainer = PassKGRPOTrainer(model=model_path, reward_funcs=vowel_parity, args=cfg, train_dataset=dataset)
-        trainer.model.train()
-        trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop, which we drive by hand here
-        trainers[name], iters[name] = trainer, iter(trainer.get_train_dataloader())
-
-    times = {name: [] for name in trainers}
+    trainers = build_trainers(VARIANTS)
+    times = interleaved_step_times(trainers, args.rounds, args.warmup)
     names = list(trainers)
-    for r in range(args.warmup + args.rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            trainer = trainers[name]
-            batch = next(iters[name])
-            t0 = time.perf_counter()
-            trainer.training_step(trainer.model, batch, None)
-            elapsed = time.perf_counter() - t0
-            trainer.model.zero_grad(set_to_none=True)
-            if r >= args.warmup:
-                times[name].append(elapsed)
 
     # The pass@k computation alone, on the same shape of rewards.
     cfg = trainers["hybrid-analytic"].args
@@ -103,12 +50,12 @@ def main() -> None:
         passk_step(rewards, weights, cfg, num_generations=8)
     compute_ms = (time.perf_counter() - t0) / 200 * 1e3
 
-    base = statistics.median(times["trl-grpo"])
+    base = median(times["trl-grpo"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} interleaved rounds")
     print(f"{'trainer':>16} {'median step ms':>15} {'ratio':>7}")
     worst = 0.0
     for name in names:
-        med = statistics.median(times[name])
+        med = median(times[name])
         ratio = med / base
         if name != "trl-grpo":
             worst = max(worst, ratio)

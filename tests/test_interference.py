@@ -20,6 +20,7 @@ from trl_passk.interference import (
     InterferenceMemory,
     filter_advantages,
     interference_stats,
+    interference_stats_from_sketches,
     passk_prompt_weights,
 )
 
@@ -85,6 +86,18 @@ def test_stats_against_explicit_gradient_vectors():
     loo = interference_stats(flat @ flat.T, p, k=4)["agreement_cos"]
     rest = grad_j1[None, :] - flat
     assert torch.allclose(loo, torch.nn.functional.cosine_similarity(flat, rest, dim=1))
+
+
+@pytest.mark.parametrize("exclude_self", [True, False])
+def test_stats_from_sketches_equal_kernel_stats(exclude_self):
+    z = torch.randn(20, 64, dtype=torch.float64)
+    p = torch.rand(20, dtype=torch.float64)
+    a = interference_stats(z @ z.T, p, k=4, exclude_self=exclude_self, threshold=0.1)
+    b = interference_stats_from_sketches(z, p, k=4, exclude_self=exclude_self, threshold=0.1)
+    assert a["alignment_cos"] == pytest.approx(b["alignment_cos"])
+    for key in ("agreement", "agreement_cos", "weights"):
+        assert torch.allclose(a[key], b[key])
+    assert torch.equal(a["flagged"], b["flagged"])
 
 
 def test_undefined_cases_are_finite_zero():

@@ -26,6 +26,7 @@ __all__ = [
     "InterferenceMemory",
     "filter_advantages",
     "interference_stats",
+    "interference_stats_from_sketches",
     "passk_prompt_weights",
 ]
 
@@ -113,22 +114,42 @@ def interference_stats(
     """
     K = kernel.to(torch.float64)
     K = 0.5 * (K + K.T)
-    ones = torch.ones(K.shape[0], dtype=K.dtype, device=K.device)
     w = torch.nan_to_num(passk_prompt_weights(p.to(K), k), nan=0.0)
-    a = K @ ones
-    total = ones @ a  # 1^T K 1 = |grad J_1|^2
-    diag = K.diagonal().clamp(min=0)
+    a = K.sum(dim=1)
+    return _stats(a, K.diagonal(), a.sum(), w, w @ a, w @ K @ w, threshold, exclude_self)
+
+
+def interference_stats_from_sketches(
+    sketches: torch.Tensor, p: torch.Tensor, k: int, threshold: float = 0.0, exclude_self: bool = True
+) -> dict:
+    """:func:`interference_stats` of the kernel ``Z Z^T`` of gradient sketches, without forming the `(P, P)` matrix.
+
+    For a whole dataset (``trl-passk diagnose``): O(P D) time and memory instead of O(P^2).
+
+    Args:
+        sketches (`torch.Tensor` of shape `(P, D)`): one gradient sketch per prompt.
+        p, k, threshold, exclude_self: as in :func:`interference_stats`.
+    """
+    Z = sketches.to(torch.float64)
+    w = torch.nan_to_num(passk_prompt_weights(p.to(Z), k), nan=0.0)
+    g1, gk = Z.sum(dim=0), Z.T @ w  # (D,): sketches of grad J_1 and grad J_k
+    a = Z @ g1
+    return _stats(a, (Z * Z).sum(dim=1), g1 @ g1, w, gk @ g1, gk @ gk, threshold, exclude_self)
+
+
+def _stats(a, diag, total, w, num, norm_k, threshold, exclude_self) -> dict:
+    """Shared tail of the two entry points, from ``a = K 1``, ``diag(K)``, ``1^T K 1``, ``w^T K 1``, ``w^T K w``."""
+    diag = diag.clamp(min=0)
     if exclude_self:
-        score = a - K.diagonal()  # <grad p(x), grad J_1 - grad p(x)>
-        rest_sq = (total - 2 * a + K.diagonal()).clamp(min=0)  # |grad J_1 - grad p(x)|^2
+        score = a - diag  # <grad p(x), grad J_1 - grad p(x)>
+        rest_sq = (total - 2 * a + diag).clamp(min=0)  # |grad J_1 - grad p(x)|^2
     else:
         score, rest_sq = a, total.clamp(min=0).expand_as(a)
     denom = torch.sqrt(diag * rest_sq)
     defined = (denom > 1e-30) & torch.isfinite(denom)
     agreement_cos = torch.where(defined, score / torch.where(defined, denom, torch.ones_like(denom)), 0.0)
-    num, norm_k = w @ a, w @ K @ w
-    den = math.sqrt(max(norm_k.item(), 0.0) * max(total.item(), 0.0))
-    alignment = num.item() / den if den > 1e-30 and math.isfinite(den) else 0.0
+    den = math.sqrt(max(float(norm_k), 0.0) * max(float(total), 0.0))
+    alignment = float(num) / den if den > 1e-30 and math.isfinite(den) else 0.0
     return {
         "agreement": a,
         "agreement_cos": agreement_cos.clamp(-1.0, 1.0),
