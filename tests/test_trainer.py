@@ -158,3 +158,12 @@ def test_config_type_and_success_reward_checked_before_model_loads(tmp_path):
     args = PassKGRPOConfig(str(tmp_path), success_reward="accuracy", use_cpu=True, bf16=False, report_to="none")
     with pytest.raises(ValueError, match="odd_a_reward"):
         PassKGRPOTrainer("no/such-model", odd_a_reward, args=args)
+
+
+def test_model_card_has_our_tags_and_citations(tiny_model_path, tmp_path):
+    trainer, _, _ = run(PassKGRPOTrainer, PassKGRPOConfig, tiny_model_path, tmp_path, max_steps=1, objective="passk")
+    trainer.create_model_card(model_name="tiny-passk")
+    card = (tmp_path / "README.md").read_text()
+    assert "trl-passk" in card and "pass-at-k" in card
+    for arxiv_id in ("2508.10751", "2505.15201", "2602.21189"):
+        assert arxiv_id in card, arxiv_id

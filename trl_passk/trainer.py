@@ -194,7 +194,7 @@ class PassKGRPOTrainer(GRPOTrainer):
         """
         G = num_generations
         P = step.success.shape[0]
-        keys = gather_object([_prompt_key(x["prompt"]) for x in inputs])[::G]  # one key per prompt group
+        keys = gather_object([_prompt_key(x.get("prompt", "")) for x in inputs])[::G]  # one key per prompt group
         args = self.args
         metrics = self._metrics["train"]
         if self._interference_calls % args.interference_every == 0:
