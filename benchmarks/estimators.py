@@ -104,6 +104,20 @@ def loop_full(rows, k, rng=random.Random(0)):
     return out
 
 
+def _sum_over_subsets(g, subsets):
+    """Eq. 6: each sample gets the sum of the standardised maxima of the subsets that contain it."""
+    adv_sub = _standardise([max(g[i] for i in s) for s in subsets])
+    adv = [0.0] * len(g)
+    for s, a in zip(subsets, adv_sub):
+        for i in s:
+            adv[i] += a
+    return adv
+
+
+def loop_bootstrap(rows, k, rng=random.Random(0)):
+    return [_sum_over_subsets(g, [rng.sample(range(len(g)), k) for _ in range(len(g))]) for g in rows]
+
+
 def loop_bootstrap_balanced(rows, k, rng=random.Random(0)):
     out = []
     for g in rows:
@@ -112,26 +126,7 @@ def loop_bootstrap_balanced(rows, k, rng=random.Random(0)):
             idx = list(range(len(g)))
             rng.shuffle(idx)
             subsets += [idx[j * k : (j + 1) * k] for j in range(len(g) // k)]
-        subsets = subsets[: len(g)]
-        adv_sub = _standardise([max(g[i] for i in s) for s in subsets])
-        adv = [0.0] * len(g)
-        for s, a in zip(subsets, adv_sub):
-            for i in s:
-                adv[i] += a
-        out.append(adv)
-    return out
-
-
-def loop_bootstrap(rows, k, rng=random.Random(0)):
-    out = []
-    for g in rows:
-        subsets = [rng.sample(range(len(g)), k) for _ in range(len(g))]
-        adv_sub = _standardise([max(g[i] for i in s) for s in subsets])
-        adv = [0.0] * len(g)
-        for s, a in zip(subsets, adv_sub):
-            for i in s:
-                adv[i] += a
-        out.append(adv)
+        out.append(_sum_over_subsets(g, subsets[: len(g)]))
     return out
 
 
