@@ -236,6 +236,7 @@ def test_bootstrap_mean_converges_to_analytic(sampling):
 def test_bootstrap_balanced_gives_every_sample_equal_exposure():
     # 16 subsets of k=2 from G=8: two permutations of four disjoint pairs each -> every sample in exactly 4 subsets.
     r = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+
     def draw(reduction):
         gen = torch.Generator().manual_seed(5)  # the same subsets for both reductions
         return ADVANTAGE_ESTIMATORS["bootstrap"](

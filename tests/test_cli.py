@@ -1,0 +1,297 @@
+"""`trl-passk` CLI: help of every sub-command, recipe errors that name the problem, and a two-step run on the tiny
+local model. Everything runs in-process through `trl_passk.cli.main` except one console-script check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from trl_passk.cli import main
+
+# A tiny reasoning-gym task: 16 train + 4 held-out rows, built offline in well under a second.
+TINY_DATA = "reasoning_gym:chain_sum?size=20&seed=0&test_size=4&min_terms=2&max_terms=2&min_digits=1&max_digits=1"
+
+
+def write_recipe(path: Path, model: str, output_dir: Path, **overrides) -> Path:
+    """A recipe that trains the tiny model for two steps on CPU; `overrides` replace or add keys."""
+    recipe = {
+        "model_name_or_path": model,
+        "use_peft": True,
+        "lora_r": 4,  # shrink: the tiny model has 32 hidden units
+        "lora_target_modules": "all-linear",
+        "dataset_name": TINY_DATA,
+        "objective": "hybrid",
+        "k": 2,
+        "num_generations": 4,  # shrink: G=4, so k=2 <= G
+        "per_device_train_batch_size": 4,  # one prompt x 4 generations per step
+        "max_completion_length": 4,  # shrink: 4 tokens per completion
+        "max_steps": 2,
+        "save_steps": 2,  # one checkpoint, at the end
+        "logging_steps": 1,
+        "use_cpu": True,
+        "bf16": False,
+        "activation_checkpointing": False,
+        "report_to": "none",
+        "output_dir": str(output_dir),
+    }
+    recipe.update(overrides)
+    path.write_text("".join(f"{key}: {json.dumps(value)}\n" for key, value in recipe.items()))
+    return path
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# ---- help
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["grpo", "--help"], ["eval", "--help"], ["diagnose", "--help"]])
+def test_help_in_process(capsys, argv):
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0
+    assert "usage:" in out
+
+
+def test_help_console_script():
+    script = Path(sys.executable).with_name("trl-passk")
+    if not script.exists():
+        pytest.skip("trl-passk console script not installed (pip install -e .)")
+    result = subprocess.run([str(script), "grpo", "--help"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "usage: trl-passk grpo" in result.stdout
+
+
+def test_unknown_command(capsys):
+    code, _, err = run_cli(capsys, "trian")
+    assert code == 2
+    assert "grpo" in err
+
+
+def test_diagnose_validates_before_loading_a_model(capsys):
+    code, out, err = run_cli(capsys, "diagnose", "--model_name_or_path", "no/such-model", "--dataset", "rg:chain_sum")
+    assert code == 2 and "--output_dir is required" in err
+    code, out, err = run_cli(
+        capsys,
+        "diagnose",
+        "--model_name_or_path",
+        "no/such-model",
+        "--dataset",
+        "rg:chain_sum?size=4",
+        "--output_dir",
+        "unused",
+        "--k",
+        "9",
+    )
+    assert code == 2 and "--k 9" in err
+    assert out == ""
+
+
+def test_diagnose_end_to_end_on_tiny_model(capsys, tiny_model_path, tmp_path):
+    out_dir = tmp_path / "diag"
+    code, out, err = run_cli(
+        capsys,
+        "diagnose",
+        "--model_name_or_path",
+        tiny_model_path,
+        "--dataset",
+        "reasoning_gym:chain_sum?size=6&seed=1",
+        "--num_generations",
+        "4",
+        "--k",
+        "2",
+        "--max_new_tokens",
+        "4",
+        "--sketch_dim",
+        "256",
+        "--lora_r",
+        "2",
+        "--output_dir",
+        str(out_dir),
+        "--no_progress",
+    )
+    assert code == 0, err
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["num_prompts"] == 6 and -1.0 <= summary["alignment_cos"] <= 1.0
+    assert (out_dir / "prompts.csv").exists() and (out_dir / "filtered_dataset").is_dir()
+
+
+# ---- recipe errors (all caught by --dry-run, which loads no model and no dataset)
+
+
+def test_dry_run_prints_resolved_configuration(capsys, tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", "Qwen/Qwen2.5-7B-Instruct", tmp_path / "out")
+    code, out, err = run_cli(capsys, "grpo", "--config", str(recipe), "--dry-run", "--learning_rate", "3e-5")
+    assert code == 0, err
+    assert "hub model 'Qwen/Qwen2.5-7B-Instruct'" in out
+    assert "learning_rate: 3.0e-05" in out  # the command line overrides the file
+    assert "reasoning_gym_accuracy" in out  # default reward of a reasoning_gym: source
+    assert not (tmp_path / "out").exists()
+
+
+def test_typo_key_is_named(capsys, tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", "m", tmp_path / "out", lerning_rate=1e-5)
+    code, _, err = run_cli(capsys, "grpo", "--config", str(recipe), "--dry-run")
+    assert code == 2
+    assert "'lerning_rate'" in err
+    assert "did you mean 'learning_rate'" in err
+    assert "line 19" in err  # the recipe's 19th key
+
+
+def test_unknown_command_line_flag_is_named(capsys, tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", "m", tmp_path / "out")
+    code, _, err = run_cli(capsys, "grpo", "--config", str(recipe), "--dry-run", "--num_generatoins", "3")
+    assert code == 2
+    assert "--num_generatoins" in err
+
+
+def test_unreadable_yaml_gives_file_and_line(capsys, tmp_path):
+    recipe = tmp_path / "broken.yaml"
+    recipe.write_text("model_name_or_path: m\nk: 4\nreward_funcs: [math_accuracy\nnum_generations: 8\n")
+    code, _, err = run_cli(capsys, "grpo", "--config", str(recipe), "--dry-run")
+    assert code == 2
+    assert "broken.yaml, line " in err
+    code, _, err = run_cli(capsys, "grpo", "--config", str(tmp_path / "missing.yaml"), "--dry-run")
+    assert code == 2
+    assert "missing.yaml" in err
+
+
+def test_k_larger_than_num_generations(capsys, tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", "m", tmp_path / "out", k=8, num_generations=4)
+    code, _, err = run_cli(capsys, "grpo", "--config", str(recipe), "--dry-run")
+    assert code == 2
+    assert "k=8" in err and "num_generations (4)" in err
+
+
+def test_unknown_reward_lists_valid_names(capsys, tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", "m", tmp_path / "out", reward_funcs=["math_acuracy"])
+    code, _, err = run_cli(capsys, "grpo", "--config", str(recipe), "--dry-run")
+    assert code == 2
+    assert "'math_acuracy'" in err
+    assert "math_accuracy" in err and "reasoning_gym_accuracy" in err
+
+
+def test_bad_dataset_source(capsys, tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", "m", tmp_path / "out", dataset_name="reasoning_gym:chain_summ?size=4")
+    code, _, err = run_cli(capsys, "grpo", "--config", str(recipe), "--dry-run")
+    assert code == 2
+    assert "chain_summ" in err and "chain_sum" in err
+
+
+def test_output_dir_with_a_run_is_refused(capsys, tmp_path):
+    out = tmp_path / "out"
+    (out / "checkpoint-10").mkdir(parents=True)
+    (out / "trainer_state.json").write_text("{}")
+    recipe = write_recipe(tmp_path / "r.yaml", "m", out)
+    code, _, err = run_cli(capsys, "grpo", "--config", str(recipe), "--dry-run")
+    assert code == 2
+    assert "already holds a training run" in err
+    assert "--resume true" in err and "--output_dir" in err  # both ways out
+    code, stdout, err = run_cli(capsys, "grpo", "--config", str(recipe), "--dry-run", "--resume", "true")
+    assert code == 0, err
+    assert f"resume from {out / 'checkpoint-10'}" in stdout
+
+
+def test_missing_column_names_column_and_option(capsys, tmp_path, tiny_model_path):
+    data = tmp_path / "qa.jsonl"
+    data.write_text('{"question": "1+1?", "answer": "#### 2"}\n' * 4)
+    recipe = write_recipe(
+        tmp_path / "r.yaml", tiny_model_path, tmp_path / "out", dataset_name=str(data), prompt_column="problem"
+    )
+    code, _, err = run_cli(capsys, "grpo", "--config", str(recipe))
+    assert code == 2
+    assert "'problem'" in err and "--prompt_column" in err
+    # Mapped, but the reward needs a column the dataset lacks.
+    code, _, err = run_cli(
+        capsys,
+        "grpo",
+        "--config",
+        str(recipe),
+        "--prompt_column",
+        "question",
+        "--reward_funcs",
+        "reasoning_gym_accuracy",
+    )
+    assert code == 2
+    assert "'metadata'" in err
+
+
+# ---- end to end on the tiny model
+
+
+def test_grpo_two_steps_writes_adapter_checkpoint_and_metrics(capsys, tmp_path, tiny_model_path):
+    out = tmp_path / "out"
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        tiny_model_path,
+        out,
+        eval_before_after=True,
+        eval_n=2,  # shrink: 2 samples of 1 held-out problem
+        eval_ks="1,2",
+        eval_max_problems=1,
+        plot=True,
+    )
+    code, stdout, err = run_cli(capsys, "grpo", "--config", str(recipe))
+    assert code == 0, err
+    for name in ("adapter_model.safetensors", "adapter_config.json", "trainer_state.json", "training_curves.png"):
+        assert (out / name).is_file(), name
+    assert (out / "checkpoint-2" / "adapter_model.safetensors").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["global_step"] == 2
+    assert set(metrics["eval_before"]) >= {"pass@1", "pass@2"} and "pass@2" in metrics["eval_after"]
+    assert any("passk/pass@2" in row for row in metrics["log_history"])
+    assert "before -> after" in stdout
+    # A second run into the same directory is refused rather than overwriting it.
+    code, _, err = run_cli(capsys, "grpo", "--config", str(recipe))
+    assert code == 2 and "already holds a training run" in err
+
+
+def test_interruption_saves_adapter_and_metrics(capsys, tmp_path, tiny_model_path, monkeypatch):
+    module = tmp_path / "interrupting_reward.py"
+    module.write_text(
+        textwrap.dedent(
+            """
+            def interrupt(completions, **kwargs):
+                raise KeyboardInterrupt  # as if Ctrl-C arrived while scoring the first batch
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_model_path, out, reward_funcs=["interrupting_reward.interrupt"])
+    code, _, err = run_cli(capsys, "grpo", "--config", str(recipe))
+    assert code == 130
+    assert "saved the model/adapter" in err
+    assert (out / "adapter_model.safetensors").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted (KeyboardInterrupt)"
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+
+
+def test_grpo_parser_as_subcommand():
+    import argparse
+
+    from trl import TrlParser
+
+    from trl_passk.scripts.grpo import make_parser
+
+    root = argparse.ArgumentParser(prog="mytool")
+    subparsers = root.add_subparsers(dest="command", parser_class=TrlParser)
+    parser = make_parser(subparsers)
+    script_args, training_args, model_args = parser.parse_args_into_dataclasses(
+        ["--model_name_or_path", "m", "--dataset_name", "rg:chain_sum", "--k", "2", "--use_cpu", "true"]
+    )
+    assert training_args.k == 2 and model_args.model_name_or_path == "m" and script_args.dataset_name == "rg:chain_sum"
