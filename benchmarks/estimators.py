@@ -176,7 +176,7 @@ def main() -> None:
             t_loop = time.perf_counter() - t0
             got = est(rewards, args.k, **kw)
             if name in ("full", "bootstrap"):  # random: compare the distribution of values, not the draw
-                check = abs(got.abs().mean().item() - ref.abs().mean().item()) < 0.05 * ref.abs().mean().item() + 1e-3
+                check = abs(got.abs().mean().item() - ref.abs().mean().item()) < 0.1 * ref.abs().mean().item() + 1e-3
             else:
                 check = torch.allclose(got, ref.to(got.dtype), atol=1e-4)
             speedup = t_loop / t_vec

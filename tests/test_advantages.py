@@ -381,3 +381,17 @@ def test_exceeding_scale_decreases_and_peaks_signal_at_one_correct():
         adv = ADVANTAGE_ESTIMATORS["analytic"](g, 8)[0].abs().sum().item()
         eta.append(adv * f[ci].item())
     assert max(range(len(eta)), key=eta.__getitem__) == 0
+
+
+def test_bootstrap_subsets_are_uniform_over_scored_samples():
+    # Floyd's sampler: every 2-subset of the 5 scored samples equally likely; the NaN sample never drawn.
+    from collections import Counter
+
+    from trl_passk.advantages import _floyd_subsets, _valid_counts
+
+    rows = torch.tensor([[1.0, 0.0, NAN, 0.0, 1.0, 0.0]]).repeat(20000, 1)
+    valid, n = _valid_counts(rows)
+    idx = _floyd_subsets(valid, n, 1, 2, torch.Generator().manual_seed(0)).view(-1, 2).sort(dim=1).values
+    counts = Counter(map(tuple, idx.tolist()))
+    assert set(counts) == set(itertools.combinations([0, 1, 3, 4, 5], 2))
+    assert all(abs(c - 2000) < 5 * math.sqrt(2000) for c in counts.values())  # 5 sigma of a binomial count

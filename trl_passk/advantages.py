@@ -238,6 +238,31 @@ def _random_keys(shape, valid: torch.Tensor, generator: torch.Generator | None) 
     return keys.masked_fill(~valid.view(valid.shape[0], *([1] * (len(shape) - 2)), valid.shape[1]), 2.0)
 
 
+def _floyd_subsets(valid: torch.Tensor, n: torch.Tensor, M: int, k: int, generator) -> torch.Tensor:
+    """``M`` independent uniform k-subsets of each row's scored samples, by Floyd's algorithm, vectorised.
+
+    Floyd: for ``t = n-k, ..., n-1`` draw ``r`` uniform in ``[0, t]`` and take ``r``, or ``t`` if ``r`` was taken
+    already; the result is a uniform k-subset of ``range(n)``. That costs ``k`` draws per subset instead of ``G`` random
+    keys and a top-k. Positions are then mapped to the scored samples of the row (rows with ``n < k`` give garbage
+    indices that the caller masks out).
+
+    Returns:
+        `torch.Tensor` of shape `(P, M, k)` (int64): column indices into the `(P, G)` rewards.
+    """
+    P, G = valid.shape
+    scored_first = (~valid).to(torch.int8).argsort(dim=1, stable=True)  # (P, G): scored samples' columns first
+    n_ = n.clamp(min=k).to(torch.float64)[:, None].expand(P, M)  # (P, M)
+    picks = torch.empty(P, M, k, dtype=torch.long, device=valid.device)
+    for j in range(k):
+        top = n_ - k + j  # (P, M): the t of Floyd's step j
+        u = torch.rand((P, M), generator=generator, dtype=torch.float64, device=valid.device)
+        r = torch.minimum((u * (top + 1)).floor(), top).long()
+        taken = (picks[..., :j] == r[..., None]).any(dim=-1)
+        picks[..., j] = torch.where(taken, top.long(), r)
+    picks = picks.clamp(max=G - 1)
+    return scored_first.gather(1, picks.view(P, M * k)).view(P, M, k)
+
+
 @register_advantage_estimator("full", random=True)
 def full_sampling_advantages(
     rewards: torch.Tensor, k: int, *, shuffle: bool = True, generator: torch.Generator | None = None
@@ -318,8 +343,7 @@ def bootstrap_advantages(
         raise ValueError(f"bootstrap: num_subsets must be >= 1, got {M}.")
     valid, n = _valid_counts(rewards)
     if sampling == "independent":
-        keys = _random_keys((P, M, G), valid, generator)
-        idx = keys.topk(k, dim=-1, largest=False, sorted=False).indices  # (P, M, k): k distinct samples per subset
+        idx = _floyd_subsets(valid, n, M, k, generator)  # (P, M, k): k distinct scored samples per subset
         ok = (n >= k)[:, None].expand(P, M)  # (P, M)
     else:
         per_perm = G // k
