@@ -381,10 +381,20 @@ def _sorted_groups(rewards: torch.Tensor):
     return g.masked_fill(tail, 0.0), order, n, tail
 
 
-def _rank_weights(log_w: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
-    # exp of log-space binomial ratios, zero in the unscored tail so that an overflow there can never leak into the
-    # cumulative sums of the scored positions.
-    return torch.exp(log_w.masked_fill(tail, -math.inf))
+def _rank_weights(log_col: torch.Tensor, log_norm: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+    """``exp(log_col - log_norm)`` as `(P, G)`, zero in the unscored tail.
+
+    ``log_col`` `(1, G)` depends on the rank only and ``log_norm`` `(P, 1)` on the group only, so when both exponents
+    are safely inside float64's range the product of two small ``exp`` s replaces a `(P, G)` one (the common case:
+    groups of up to several hundred); otherwise the ratio is formed in log space. The tail is zeroed so that an
+    overflow there can never leak into the cumulative sums of the scored positions.
+    """
+    finite_norm = log_norm[torch.isfinite(log_norm)]
+    if log_col.max() < 600 and (finite_norm.numel() == 0 or finite_norm.max() < 600):
+        weights = torch.exp(log_col) * torch.exp(-log_norm)
+    else:
+        weights = torch.exp(log_col - log_norm)
+    return weights.masked_fill(tail, 0.0) if tail.any() else weights
 
 
 def _loo_value(g: torch.Tensor, n: torch.Tensor, tail: torch.Tensor, kk: int) -> torch.Tensor:
@@ -403,8 +413,8 @@ def _loo_value(g: torch.Tensor, n: torch.Tensor, tail: torch.Tensor, kk: int) ->
     """
     pos = torch.arange(1, g.shape[1] + 1, dtype=torch.float64, device=g.device)[None, :]  # (1, G)
     log_norm = log_binom(n.to(torch.float64) - 1, kk)[:, None]  # (P, 1)
-    below = _rank_weights(log_binom(pos - 1, kk - 1) - log_norm, tail) * g  # weight of sample t when i > t
-    above = _rank_weights(log_binom(pos - 2, kk - 1) - log_norm, tail) * g  # weight of sample j when i < j
+    below = _rank_weights(log_binom(pos - 1, kk - 1), log_norm, tail) * g  # weight of sample t when i > t
+    above = _rank_weights(log_binom(pos - 2, kk - 1), log_norm, tail) * g  # weight of sample j when i < j
     prefix = below.cumsum(dim=1) - below  # sum over t < i
     suffix = above.flip(1).cumsum(dim=1).flip(1) - above  # sum over j > i
     return prefix + suffix
@@ -449,8 +459,8 @@ def pkpo_advantages(rewards: torch.Tensor, k: int, *, baseline: str = "loo_minus
     nf = n.to(torch.float64)[:, None]  # (P, 1)
     pos = torch.arange(1, g.shape[1] + 1, dtype=torch.float64, device=g.device)[None, :]  # (1, G)
     log_norm = log_binom(nf, k)  # (P, 1)
-    diag = _rank_weights(log_binom(pos - 1, k - 1) - log_norm, tail) * g  # m_ii g_(i) / C(n, k)
-    off = _rank_weights(log_binom(pos - 2, k - 2) - log_norm, tail) * g  # m_ij g_(j) / C(n, k), any i < j
+    diag = _rank_weights(log_binom(pos - 1, k - 1), log_norm, tail) * g  # m_ii g_(i) / C(n, k)
+    off = _rank_weights(log_binom(pos - 2, k - 2), log_norm, tail) * g  # m_ij g_(j) / C(n, k), any i < j
     s = diag + (off.flip(1).cumsum(dim=1).flip(1) - off)  # (P, G)
 
     if baseline == "loo_minus_one" and k == 1:
@@ -463,7 +473,8 @@ def pkpo_advantages(rewards: torch.Tensor, k: int, *, baseline: str = "loo_minus
 
     if reduction == "mean":
         s = s * nf
-    s = s.masked_fill(tail, 0.0)
+    if tail.any():
+        s = s.masked_fill(tail, 0.0)
     return torch.zeros_like(s).scatter(1, order, s)
 
 
