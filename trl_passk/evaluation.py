@@ -1021,6 +1021,23 @@ def _load_model(args):
     return model.to(device), tokenizer
 
 
+def resolve_reward_and_dataset(args):
+    """Check ``--adapter``, resolve ``--reward`` (default: ``reasoning_gym_accuracy`` for ``reasoning_gym:`` sources,
+    else ``math_accuracy``), load the dataset and check it has the columns the reward needs; no model is loaded.
+    Shared by ``trl-passk eval`` and ``trl-passk diagnose``."""
+    if args.adapter and not os.path.isdir(args.adapter):
+        raise ValueError(f"--adapter {args.adapter!r} is not a directory")
+    reward_name = args.reward
+    if reward_name is None:
+        from trl_passk.data import is_reasoning_gym_source
+
+        reward_name = "reasoning_gym_accuracy" if is_reasoning_gym_source(args.dataset) else "math_accuracy"
+    reward_func = _resolve_reward(reward_name)
+    dataset = _load_dataset(args)
+    _check_dataset(dataset, reward_func)
+    return reward_func, dataset
+
+
 def main(argv: list[str] | None = None) -> int:
     """`trl-passk eval`: evaluate one model (`--model_name_or_path`) or overlay finished runs (`--compare`)."""
     parser = make_parser()
@@ -1040,16 +1057,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{option} is required (or use --compare DIR ... -o PLOT.png)")
     try:
         ks = _parse_ks(args.k, args.n)
-        if args.adapter and not os.path.isdir(args.adapter):
-            raise ValueError(f"--adapter {args.adapter!r} is not a directory")
-        reward_name = args.reward
-        if reward_name is None:
-            from trl_passk.data import is_reasoning_gym_source
-
-            reward_name = "reasoning_gym_accuracy" if is_reasoning_gym_source(args.dataset) else "math_accuracy"
-        reward_func = _resolve_reward(reward_name)
-        dataset = _load_dataset(args)
-        _check_dataset(dataset, reward_func)
+        reward_func, dataset = resolve_reward_and_dataset(args)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 
 DESCRIPTION = __doc__.split("\n\n", 2)[2]
 
@@ -64,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from trl_passk.data import is_reasoning_gym_source
-    from trl_passk.evaluation import _check_dataset, _load_dataset, _load_model, _resolve_reward
+    from trl_passk.evaluation import _load_model, resolve_reward_and_dataset
 
     # --- validate everything before loading the model
     for option in ("model_name_or_path", "dataset", "output_dir"):
@@ -76,14 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.adapter and args.lora_r:
         parser.error("--adapter and --lora_r are exclusive: take the gradient over one set of trainable parameters")
     try:
-        if args.adapter and not os.path.isdir(args.adapter):
-            raise ValueError(f"--adapter {args.adapter!r} is not a directory")
-        reward_name = args.reward or (
-            "reasoning_gym_accuracy" if is_reasoning_gym_source(args.dataset) else "math_accuracy"
-        )
-        reward_func = _resolve_reward(reward_name)
-        dataset = _load_dataset(args)
-        _check_dataset(dataset, reward_func)
+        reward_func, dataset = resolve_reward_and_dataset(args)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
 
