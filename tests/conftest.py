@@ -40,3 +40,21 @@ def odd_a_reward(completions, **kwargs):
 def length_reward(completions, **kwargs):
     """A continuous reward in [0, 1]."""
     return [min(len(c if isinstance(c, str) else c[-1]["content"]) / 40.0, 1.0) for c in completions]
+
+
+# Shrunk run: 4 prompts x G=4 per step on one CPU process, 6-token completions, a learning rate high enough that a few
+# steps visibly move a tiny model.
+TINY_TRAIN_ARGS = dict(
+    per_device_train_batch_size=16,
+    num_generations=4,
+    max_completion_length=6,
+    max_steps=3,
+    learning_rate=1e-2,
+    logging_steps=1,
+    report_to="none",
+    use_cpu=True,
+    bf16=False,
+    save_strategy="no",
+    seed=7,
+    dataloader_num_workers=0,
+)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_prompt_dataset, odd_a_reward
+from conftest import TINY_TRAIN_ARGS, make_prompt_dataset, odd_a_reward
 
 from trl_passk import PassKGRPOConfig, PassKGRPOTrainer
 from trl_passk.advantages import ADVANTAGE_ESTIMATORS, mix_objectives
@@ -204,23 +204,13 @@ def test_filter_end_to_end_with_memory(tiny_model_path, tmp_path):
     # threshold = 1 flags every prompt whose gradient estimate is non-zero.
     args = PassKGRPOConfig(
         str(tmp_path),
+        **TINY_TRAIN_ARGS,
         objective="hybrid",
         k=2,
-        num_generations=4,
-        per_device_train_batch_size=16,
-        max_completion_length=6,
-        max_steps=3,
-        learning_rate=1e-2,
-        logging_steps=1,
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        save_strategy="no",
         interference="filter",
         interference_every=2,
         interference_threshold=1.0,
         interference_sketch_dim=512,
-        seed=7,
     )
     trainer = PassKGRPOTrainer(
         model=tiny_model_path, reward_funcs=odd_a_reward, args=args, train_dataset=make_prompt_dataset(4)

@@ -4,27 +4,12 @@ import math
 
 import pytest
 import torch
-from conftest import length_reward, make_prompt_dataset, odd_a_reward
+from conftest import TINY_TRAIN_ARGS, length_reward, make_prompt_dataset, odd_a_reward
 from trl import GRPOConfig, GRPOTrainer
 
 from trl_passk import PassKGRPOConfig, PassKGRPOTrainer
 
-# Shrunk run: 4 prompts x G=4 per step on one CPU process, 6-token completions, a learning rate high enough that a few
-# steps visibly move a tiny model.
-COMMON = dict(
-    per_device_train_batch_size=16,
-    num_generations=4,
-    max_completion_length=6,
-    max_steps=3,
-    learning_rate=1e-2,
-    logging_steps=1,
-    report_to="none",
-    use_cpu=True,
-    bf16=False,
-    save_strategy="no",
-    seed=7,
-    dataloader_num_workers=0,
-)
+COMMON = TINY_TRAIN_ARGS
 
 
 def run(trainer_cls, config_cls, model_path, tmp_path, reward_funcs=(odd_a_reward,), peft_config=None, **kwargs):

@@ -23,21 +23,11 @@ import os
 import numpy as np
 import torch
 
-from .interference import CountSketch, interference_stats_from_sketches, passk_prompt_weights
+from .interference import CountSketch, interference_stats_from_sketches, loo_coefficients, passk_prompt_weights
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["diagnose_prompts", "plot_agreement"]
-
-
-def _loo_coefficients(success: torch.Tensor) -> torch.Tensor:
-    """``s_i - mean_{j != i} s_j`` over scored samples (NaN = unscored -> 0). Shape `(G,)`."""
-    valid = ~torch.isnan(success)
-    n = int(valid.sum())
-    if n < 2:
-        return torch.zeros_like(success).nan_to_num(0.0)
-    s = success.nan_to_num(0.0)
-    return torch.where(valid, (s - (s.sum() - s) / (n - 1)), torch.zeros_like(s))
 
 
 def _sequence_gradient_sketch(model, params, sketch, prompt_ids, completions, coef, G) -> torch.Tensor:
@@ -150,7 +140,7 @@ def diagnose_prompts(
                     [math.nan if r is None else float(float(r) >= success_threshold) for r in rewards],
                     dtype=torch.float64,
                 )
-                coef = _loo_coefficients(success)
+                coef = loo_coefficients(success[None])[0]
                 if coef.abs().sum() > 0:
                     prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
                     tokens = [list(s[1]) for s in samples]

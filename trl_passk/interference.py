@@ -27,6 +27,7 @@ __all__ = [
     "filter_advantages",
     "interference_stats",
     "interference_stats_from_sketches",
+    "loo_coefficients",
     "passk_prompt_weights",
 ]
 
@@ -76,6 +77,24 @@ class CountSketch:
             buckets, signs = self._hash(position, t.numel(), t.device)
             out.index_add_(0, buckets, t.detach().reshape(-1).float() * signs)
         return out if out is not None else torch.zeros(self.dim)
+
+
+def loo_coefficients(success: torch.Tensor) -> torch.Tensor:
+    """Leave-one-out centred success ``s_i - mean_{j != i} s_j``, the weights of an unbiased estimate
+    ``grad p(x) ~ (1/G) sum_i c_i grad log pi(y_i | x)`` (no std scaling, unlike GRPO's advantages).
+
+    Args:
+        success (`torch.Tensor` of shape `(P, G)`): 0/1, NaN = unscored (weight 0; groups with fewer than 2 scored
+            samples get 0 everywhere).
+
+    Returns:
+        `torch.Tensor` of shape `(P, G)`.
+    """
+    valid = ~torch.isnan(success)
+    n = valid.sum(dim=1, keepdim=True)
+    s = success.nan_to_num(0.0)
+    others_mean = (s.sum(dim=1, keepdim=True) - s) / (n - 1).clamp(min=1)
+    return torch.where(valid & (n > 1), s - others_mean, torch.zeros_like(s))
 
 
 def passk_prompt_weights(p: torch.Tensor, k: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from .config import PassKGRPOConfig
-from .interference import CountSketch, InterferenceMemory, filter_advantages, interference_stats
+from .interference import CountSketch, InterferenceMemory, filter_advantages, interference_stats, loo_coefficients
 from .objective import PassKStep, passk_step
 
 __all__ = ["PassKGRPOTrainer"]
@@ -223,14 +223,7 @@ class PassKGRPOTrainer(GRPOTrainer):
         P = success.shape[0]
         device = self.accelerator.device
         sketches = torch.zeros(P, self._sketch.dim, dtype=torch.float32, device=device)
-        # Leave-one-out centred success: an unbiased estimate of grad p(x) (no std scaling, unlike GRPO's).
-        valid = ~torch.isnan(success)
-        n = valid.sum(dim=1, keepdim=True)
-        s = success.nan_to_num(0.0)
-        coef = torch.where(
-            valid & (n > 1), (s - s.sum(1, keepdim=True) / n.clamp(min=1)) * n / (n - 1).clamp(min=1), 0
-        )
-        coef = coef.reshape(-1).to(device)  # (N,)
+        coef = loo_coefficients(success).reshape(-1).to(device)  # (N,): unbiased grad p(x) weights
 
         local_n = output["completion_ids"].shape[0]
         start = self.accelerator.process_index * local_n
