@@ -330,3 +330,20 @@ def test_callback_logs_pass_at_k(tiny):
     assert model.training  # training mode restored
     with pytest.raises(ValueError, match="k=8 > n=4"):
         PassKEvalCallback(make_dataset(2), parity_reward, n=4, ks=(8,))
+
+
+def test_system_prompt_reaches_reasoning_gym_prompts():
+    """`trl-passk eval --system_prompt` must give the same prompts as `trl-passk grpo` does for the recipe."""
+    import argparse
+
+    from trl_passk.evaluation import _load_dataset, make_parser
+    from trl_passk.scripts.grpo import GRPOScriptArguments, load_data
+
+    source = "reasoning_gym:chain_sum?size=6&seed=1&test_size=2&min_terms=2&max_terms=2"
+    system = "Answer with only the final number, nothing else."
+    args = make_parser().parse_args(["--dataset", source, "--split", "test", "--system_prompt", system])
+    assert isinstance(args, argparse.Namespace)
+    evaluated = _load_dataset(args)
+    trained = load_data(GRPOScriptArguments(dataset_name=source, system_prompt=system))["test"]
+    assert evaluated["prompt"] == trained["prompt"]
+    assert evaluated["prompt"][0][0] == {"role": "system", "content": system}

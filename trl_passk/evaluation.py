@@ -932,7 +932,10 @@ def make_parser(subparsers=None, prog: str | None = None) -> argparse.ArgumentPa
     group.add_argument(
         "--answer_format", choices=["gsm8k", "math", "raw"], help="how to read the gold; setting it maps the dataset"
     )
-    group.add_argument("--system_prompt", help="system message added when the dataset is mapped")
+    group.add_argument(
+        "--system_prompt",
+        help="system message: replaces a reasoning_gym: task's default, or is added when the dataset is mapped",
+    )
     # Reward and metrics
     group = parser.add_argument_group("reward and metrics")
     group.add_argument(
@@ -971,7 +974,9 @@ def _load_dataset(args):
 
     source = args.dataset
     if is_reasoning_gym_source(source):
-        dataset = load_reasoning_gym_source(source)
+        # as in `trl-passk grpo`: --system_prompt replaces the task's default system message
+        overrides = {} if args.system_prompt is None else {"system_prompt": args.system_prompt}
+        dataset = load_reasoning_gym_source(source, **overrides)
     elif os.path.isdir(source):
         try:
             dataset = datasets.load_from_disk(source)
