@@ -1,6 +1,6 @@
 """Objectives testbed: the pass@1 / pass@k trade-off on a multi-prompt softmax bandit, and the interference filter.
 
-    python benchmarks/bandit.py [--seeds 5] [--steps 150] [--plot docs/bandit.png]
+    python benchmarks/bandit.py [--seeds 5] [--steps 150] [--settings interfering benign mixed] [--plot PATH]
 
 A policy with shared parameters over P prompts: prompt x has a feature vector phi_x, logits = W phi_x over A actions,
 one correct action a*_x, so p(x) = pi(a*_x | x), pass@1 = E_x p(x), pass@k = E_x[1 - (1 - p(x))^k] and the
@@ -13,6 +13,23 @@ Settings (three prompt groups each):
   prompts live on their own shared feature. pass@k up-weights the hard (conflict) prompts, so its gradient rotates
   against pass@1: alignment cos < 0 at init and the conflict prompts have negative agreement (checked and printed).
 - `benign`: the same, except that the minority's correct action is the majority's, so there is no conflict.
+- `mixed`: most hard prompts do not conflict but are under-served by pass@1 weighting, a few conflict. 16 easy
+  prompts, 2 `conflict` prompts (as in `interfering`) and 6 `skill` prompts: a common "skill" feature of their own
+  (dim 1, action 2, p ~ 0.03 at init) plus a share `skill_share` of the easy prompts' feature. Mechanism: the
+  expected update of every objective here is sum_x c(p_x) grad p(x), and a prompt y moves at rate
+  sum_x c(p_x) K[x, y] (`expected_coefficients`, `expected_rates`). GRPO's group-std normalisation makes the
+  pass@1 coefficient almost flat in p (1.7-2.4 per sample for every p), while the analytic pass@k coefficient is
+  ~1.0 per sample for hard prompts (0.4 of pass@1's) and ~0 for easy ones (its advantage is 0 once c > G - k).
+  So pass@k weighting can only beat pass@1 weighting on a prompt that the easy prompts' push pulls down,
+  K[easy, y] < 0. The share of the easy feature (with a different correct action) creates that pull;
+  the common skill makes the skill prompts help each other, so their net (self-excluded) agreement stays positive
+  and the filter does not flag them. `skill_share` is the middle of the interval in which, at init, both hold:
+  agreement cos > 0 (not flagged) and the first-order rate of the skill prompts under analytic pass@k weights is
+  above their rate under pass@1 weights (`expected_rates`; the interval is ~0.18-0.20: a prompt can be both
+  non-conflicting and under-served only when its agreement is barely positive). Fixed from these init conditions
+  alone, before any training run. Expected at first order: the hybrid's advantage is 0.7 A_1 + 0.3 A_k, so at a
+  given parameter its update minus pass1's is 0.3 of (passk-only's minus pass1's); reaching half of passk-only's
+  pass@k gain therefore needs the saturation of pass@k = 1 - (1 - p)^k over training.
 
 Every objective trains from the same init with sampled groups (G actions per prompt, every prompt every step),
 REINFORCE surrogate mean(A * log pi(a|x)) and plain SGD (same lr and step count for all; `--optimizer adam`
@@ -25,7 +42,8 @@ and p(x) ~ c/G (no sketch: the parameter is tiny).
 
 Reported: exact pass@1 / pass@k at the end, mean and 95 % t-interval over seeds; gaps against pass1 training are paired
 by seed. The exact alignment cos(grad J_k, grad J_1) of the current policy is recorded along training.
-Last line: `hybrid_filter_pass1_gap: X` (pass@1 of hybrid+filter minus pass@1 of pass1 training, points).
+Last line: `hybrid_filter_pass1_gap: X` (interfering: pass@1 of hybrid+filter minus pass@1 of pass1 training, points),
+after `mixed_hybrid_filter_pass1_gap` and `mixed_hybrid_filter_passk_gain_frac` (its pass@k gain / passk-only's).
 """
 
 from __future__ import annotations
@@ -95,32 +113,55 @@ class Bandit:
         return torch.multinomial(probs, G, replacement=True, generator=generator)
 
 
-def make_bandit(setting: str, *, num_easy=16, num_hard=4, num_benign=4, num_actions=4, private=0.3) -> Bandit:
-    """The `interfering` or `benign` setting (see the module docstring).
+SKILL_SHARE = 0.19  # `mixed`: share of the easy feature in the skill prompts' features (see the module docstring)
+
+
+def make_bandit(
+    setting: str,
+    *,
+    num_easy=16,
+    num_hard=4,
+    num_benign=4,
+    num_actions=4,
+    private=0.3,
+    num_conflict=2,
+    num_skill=6,
+    skill_share=SKILL_SHARE,
+) -> Bandit:
+    """The `interfering`, `benign` or `mixed` setting (see the module docstring).
 
     Features: dim 0 is shared by easy and hard prompts, dim 1 by the benign-hard prompts, dims 2.. are a private
     one-hot per prompt of scale `private`. Init: W[0, 0] = 3 (easy p ~ 0.87), W[2, 1] = -2 (benign p ~ 0.04).
     In `interfering` the hard prompts need action 1 (p ~ 0.04 at init), in `benign` action 0 with a weaker shared
     feature (0.25, p ~ 0.4 at init), so their push agrees with the easy prompts'.
+    `mixed` (groups easy / conflict / skill; `num_hard` and `num_benign` unused): `num_conflict` prompts as the
+    `interfering` hard ones and `num_skill` prompts with dim 1 = 1 and dim 0 = `skill_share`, action 2, same init.
     """
-    if setting not in ("interfering", "benign"):
-        raise ValueError(f"setting must be 'interfering' or 'benign', got {setting!r}.")
+    if setting not in ("interfering", "benign", "mixed"):
+        raise ValueError(f"setting must be 'interfering', 'benign' or 'mixed', got {setting!r}.")
+    if setting == "mixed":
+        num_hard, num_benign = num_conflict, num_skill
     P = num_easy + num_hard + num_benign
     D = 2 + P
     phi = torch.zeros(P, D, dtype=torch.float64)
     phi[:, 2:] = private * torch.eye(P, dtype=torch.float64)
-    group = ["easy"] * num_easy + ["hard"] * num_hard + ["benign"] * num_benign
+    if setting == "mixed":
+        group = ["easy"] * num_easy + ["conflict"] * num_hard + ["skill"] * num_benign
+    else:
+        group = ["easy"] * num_easy + ["hard"] * num_hard + ["benign"] * num_benign
     correct = torch.zeros(P, dtype=torch.long)
     hard = slice(num_easy, num_easy + num_hard)
     benign = slice(num_easy + num_hard, P)
     phi[:num_easy, 0] = 1.0
-    if setting == "interfering":
+    if setting in ("interfering", "mixed"):
         phi[hard, 0] = 1.0
         correct[hard] = 1
     else:
         phi[hard, 0] = 0.25
         correct[hard] = 0
     phi[benign, 1] = 1.0
+    if setting == "mixed":
+        phi[benign, 0] = skill_share
     correct[benign] = 2
     init = torch.zeros(num_actions, D, dtype=torch.float64)
     init[0, 0] = 3.0
@@ -155,8 +196,9 @@ def sampled_prompt_grads(bandit: Bandit, W: torch.Tensor, actions: torch.Tensor,
     return jacrev(per_prompt)(W.detach()).reshape(bandit.num_prompts, -1)
 
 
-def objective_advantages(name, bandit, W, actions, rewards, k, generator, threshold=0.0):
-    """`(P, G)` advantages of objective `name` for one step, and the number of prompts the filter flagged."""
+def objective_advantages(name, bandit, W, actions, rewards, k, generator, threshold=0.0, return_mask=False):
+    """`(P, G)` advantages of objective `name` for one step, and the number of prompts the filter flagged (the `(P,)`
+    bool mask instead if `return_mask`)."""
     objective, estimator, options, diagnostic = OBJECTIVES[name]
     pass1 = ADVANTAGE_ESTIMATORS["grpo"](rewards, k, scale_rewards="group").double()
     if estimator is None:
@@ -167,14 +209,47 @@ def objective_advantages(name, bandit, W, actions, rewards, k, generator, thresh
         passk = ADVANTAGE_ESTIMATORS[estimator](rewards, k, **options).double()
     adv, w = mix_objectives(objective, pass1, passk, hybrid_lambda=0.7, success_rate=rewards.mean(dim=1))
     if diagnostic is None:
-        return adv, 0
+        return adv, torch.zeros(bandit.num_prompts, dtype=torch.bool) if return_mask else 0
     if diagnostic == "exact":
         stats = interference_stats(bandit.kernel(W), bandit.success_prob(W).detach(), k, threshold=threshold)
     else:
         g = sampled_prompt_grads(bandit, W, actions, pass1)
         stats = interference_stats(g @ g.T, rewards.mean(dim=1), k, threshold=threshold)
     flagged = stats["flagged"]
-    return filter_advantages(adv, pass1, w, flagged, "filter"), int(flagged.sum())
+    return filter_advantages(adv, pass1, w, flagged, "filter"), flagged if return_mask else int(flagged.sum())
+
+
+def expected_coefficients(p: torch.Tensor, name: str, G: int, k: int) -> torch.Tensor:
+    """`(P,)` c(p_x) such that the expected update direction of objective `name` is ``sum_x c(p_x) grad p(x)``.
+
+    Exact expectation over the number of correct samples c ~ Binomial(G, p): in a bandit with one correct action,
+    E[grad log pi(y) | y correct] = grad p / p and E[grad log pi(y) | y wrong] = -grad p / (1 - p), and the
+    advantage of each sample depends only on c, so the expected sum over a group of sum_i A_i grad log pi(y_i) is
+    sum_c P(c) (c A_pos(c) / p - (G - c) A_neg(c) / (1 - p)) grad p. Deterministic estimators only (no filter).
+    """
+    objective, estimator, _, diagnostic = OBJECTIVES[name]
+    if estimator not in (None, "analytic", "pkpo") or diagnostic is not None:
+        raise ValueError(f"expected_coefficients needs a deterministic objective without filter, got {name!r}.")
+    c = torch.arange(G + 1)
+    rewards = (torch.arange(G)[None, :] < c[:, None]).double()  # row c: c successes first
+    pass1 = ADVANTAGE_ESTIMATORS["grpo"](rewards, k, scale_rewards="group").double()
+    passk = ADVANTAGE_ESTIMATORS[estimator](rewards, k).double() if estimator else torch.zeros_like(pass1)
+    adv, _ = mix_objectives(objective, pass1, passk, hybrid_lambda=0.7, success_rate=rewards.mean(dim=1))
+    a_pos = torch.where(c > 0, adv[:, 0], 0.0)  # (G + 1,)
+    a_neg = torch.where(c < G, adv[:, -1], 0.0)
+    p = p.detach().double().clamp(1e-12, 1 - 1e-12)[:, None]
+    cf, binom = c.double(), torch.tensor([math.comb(G, int(j)) for j in c], dtype=torch.float64)
+    # P(c) c / p and P(c) (G - c) / (1 - p) without dividing by p
+    pos = binom * cf * p ** (cf - 1).clamp(min=0) * (1 - p) ** (G - cf)
+    neg = binom * (G - cf) * p**cf * (1 - p) ** (G - cf - 1).clamp(min=0)
+    return (pos * a_pos).sum(dim=1) - (neg * a_neg).sum(dim=1)
+
+
+def expected_rates(bandit: Bandit, W: torch.Tensor, name: str, G: int = 8, k: int = 4) -> torch.Tensor:
+    """`(P,)` first-order expected change of each p(x) per unit learning rate under objective `name`:
+    ``K c / (P G)`` with `c` from :func:`expected_coefficients` (the loss is a mean over P G samples)."""
+    p = bandit.success_prob(W).detach()
+    return bandit.kernel(W) @ expected_coefficients(p, name, G, k) / (bandit.num_prompts * G)
 
 
 def train(
@@ -190,7 +265,7 @@ def train(
     W = bandit.init.clone().requires_grad_(True)
     opt = torch.optim.Adam([W], lr=lr) if optimizer == "adam" else torch.optim.SGD([W], lr=lr)
     curve = {"step": [], "pass1": [], "passk": [], "cos": []}
-    flagged_total = 0
+    flagged_count = torch.zeros(bandit.num_prompts)
 
     def record(step):
         with torch.no_grad():
@@ -205,15 +280,16 @@ def train(
         with torch.no_grad():
             actions = bandit.sample(W, G, gen)  # (P, G)
             rewards = (actions == bandit.correct[:, None]).double()  # (P, G)
-        adv, flagged = objective_advantages(name, bandit, W, actions, rewards, k, gen, threshold)
-        flagged_total += flagged
+        adv, flagged = objective_advantages(name, bandit, W, actions, rewards, k, gen, threshold, return_mask=True)
+        flagged_count += flagged
         logp = bandit.log_probs(W).gather(1, actions)  # (P, G)
         loss = -(adv.to(logp) * logp).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
     record(steps)
-    curve["flagged_frac"] = flagged_total / (steps * bandit.num_prompts)
+    curve["flagged_frac"] = flagged_count.sum().item() / (steps * bandit.num_prompts)
+    curve["flagged_by_prompt"] = flagged_count / steps
     curve["final_p"] = bandit.success_prob(W).detach()
     return curve
 
@@ -234,25 +310,36 @@ def mean_ci(values) -> tuple[float, float]:
     return x.mean().item(), t * x.std().item() / math.sqrt(n)
 
 
-def init_diagnostic(bandit: Bandit, k: int) -> dict:
+RATE_OBJECTIVES = ("pass1", "passk/analytic", "hybrid")
+
+
+def group_mask(bandit: Bandit, grp: str) -> torch.Tensor:
+    return torch.tensor([g == grp for g in bandit.group])
+
+
+def init_diagnostic(bandit: Bandit, k: int, G: int = 8) -> dict:
+    """At init, per group: mean p, mean self-excluded agreement cos, number flagged, and the first-order expected
+    change of p per step and unit learning rate (:func:`expected_rates`) under each of :data:`RATE_OBJECTIVES`."""
     W = bandit.init
     stats = interference_stats(bandit.kernel(W), bandit.success_prob(W), k)
     p = bandit.success_prob(W)
+    rates = {name: expected_rates(bandit, W, name, G, k) for name in RATE_OBJECTIVES}
     out = {"alignment_cos": stats["alignment_cos"], "pass1": bandit.pass_at_k(W, 1), "passk": bandit.pass_at_k(W, k)}
     for grp in dict.fromkeys(bandit.group):
-        idx = torch.tensor([g == grp for g in bandit.group])
+        idx = group_mask(bandit, grp)
         out[grp] = dict(
             p=p[idx].mean().item(),
             agreement_cos=stats["agreement_cos"][idx].mean().item(),
             flagged=int(stats["flagged"][idx].sum()),
             n=int(idx.sum()),
+            rate={name: r[idx].mean().item() for name, r in rates.items()},
         )
     return out
 
 
 def run_setting(setting: str, args) -> dict:
     bandit = make_bandit(setting, private=args.private)
-    diag = init_diagnostic(bandit, args.k)
+    diag = init_diagnostic(bandit, args.k, args.G)
     print(f"\n== setting: {setting} (P={bandit.num_prompts}, A={bandit.init.shape[0]}, D={bandit.init.shape[1]}) ==")
     print(
         f"init: pass@1 {100 * diag['pass1']:.1f}, pass@{args.k} {100 * diag['passk']:.1f}, "
@@ -264,6 +351,9 @@ def run_setting(setting: str, args) -> dict:
             f"  {grp:7s} n={d['n']:2d}  p={d['p']:.3f}  mean agreement cos (self-excluded) {d['agreement_cos']:+.3f}  "
             f"flagged {d['flagged']}/{d['n']}"
         )
+    print("  first-order expected dp per step per unit lr (x1e3; K c / (P G)), " + " / ".join(RATE_OBJECTIVES) + ":")
+    for grp in dict.fromkeys(bandit.group):
+        print(f"  {grp:8s} " + " / ".join(f"{1e3 * diag[grp]['rate'][name]:+.3f}" for name in RATE_OBJECTIVES))
     runs = {}
     for name in OBJECTIVES:
         runs[name] = [
@@ -284,8 +374,10 @@ def run_setting(setting: str, args) -> dict:
 
 
 def summarise(result: dict, k: int) -> dict:
-    """Per objective: final pass@1 / pass@k (points) with CIs, paired gaps vs pass1, mean cos over training."""
-    runs = result["runs"]
+    """Per objective: final pass@1 / pass@k (points) with CIs, paired gaps vs pass1, mean cos over training, and per
+    prompt group the final p and the fraction of steps flagged (means over seeds)."""
+    runs, bandit = result["runs"], result["bandit"]
+    groups = {grp: group_mask(bandit, grp) for grp in dict.fromkeys(bandit.group)}
     base1 = [r["pass1"][-1] for r in runs["pass1"]]
     basek = [r["passk"][-1] for r in runs["pass1"]]
     rows = {}
@@ -301,6 +393,10 @@ def summarise(result: dict, k: int) -> dict:
             cos_mean=sum(sum(r["cos"]) / len(r["cos"]) for r in rs) / len(rs),
             cos_final=sum(r["cos"][-1] for r in rs) / len(rs),
             flagged=sum(r["flagged_frac"] for r in rs) / len(rs),
+            group_p={g: sum(r["final_p"][idx].mean().item() for r in rs) / len(rs) for g, idx in groups.items()},
+            group_flagged={
+                g: sum(r["flagged_by_prompt"][idx].mean().item() for r in rs) / len(rs) for g, idx in groups.items()
+            },
         )
     return rows
 
@@ -323,6 +419,76 @@ def print_table(setting: str, rows: dict, init: dict, k: int) -> None:
             f"| {name:24s} | {fmt(r['pass1']):>13s} | {fmt(r['passk']):>13s} | {fmt(r['d_pass1']):>13s} "
             f"| {fmt(r['d_passk']):>13s} | {r['cos_mean']:+8.3f} | {r['cos_final']:+7.3f} | {r['flagged']:7.2f} |"
         )
+
+
+def print_group_table(setting: str, rows: dict, init: dict) -> None:
+    groups = list(next(iter(rows.values()))["group_p"])
+    print(f"\n{setting}: exact p at the end by prompt group, mean over seeds (init p; fraction of steps flagged)")
+    header = f"| {'objective':24s} | " + " | ".join(f"{g:>15s}" for g in groups) + " |"
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    print(f"| {'init':24s} | " + " | ".join(f"{init[g]['p']:15.3f}" for g in groups) + " |")
+    for name, r in rows.items():
+        cells = [
+            f"{r['group_p'][g]:.3f} ({r['group_flagged'][g]:.2f})" if OBJECTIVES[name][3] else f"{r['group_p'][g]:.3f}"
+            for g in groups
+        ]
+        print(f"| {name:24s} | " + " | ".join(f"{c:>15s}" for c in cells) + " |")
+
+
+def goal_checks(table: dict, init: dict, k: int, conflict: str, others: list[str]) -> tuple[list, float, float]:
+    """The issue's goals on one setting: `(label, met, detail)` rows, hybrid+filter's pass@1 gap (points) and its
+    share of passk-only's pass@k gain. `conflict` is the group built to interfere, `others` the groups that must not
+    be flagged at init."""
+    pk, hf = table["passk/analytic"], table["hybrid+filter"]
+    gain_pk = pk["d_passk"][0]
+    gap = hf["d_pass1"][0]
+    frac = hf["d_passk"][0] / gain_pk if gain_pk else math.nan
+    c = init[conflict]
+    checks = [
+        ("init alignment cos < 0 under pass@k weights", init["alignment_cos"] < 0, f"{init['alignment_cos']:+.3f}"),
+        (
+            f"{conflict} prompts have negative agreement at init",
+            c["flagged"] == c["n"] and all(init[g]["flagged"] == 0 for g in others),
+            f"{conflict} flagged {c['flagged']}/{c['n']}, mean agreement cos {c['agreement_cos']:+.3f}; "
+            + ", ".join(f"{g} flagged {init[g]['flagged']}/{init[g]['n']}" for g in others),
+        ),
+        (
+            "passk-only raises pass@k vs pass1 training",
+            pk["d_passk"][0] - pk["d_passk"][1] > 0,
+            f"Δpass@{k} {fmt(pk['d_passk']).strip()} pts",
+        ),
+        (
+            "passk-only lowers pass@1 vs pass1 training",
+            pk["d_pass1"][0] + pk["d_pass1"][1] < 0,
+            f"Δpass@1 {fmt(pk['d_pass1']).strip()} pts",
+        ),
+        (
+            "passk-only: alignment cos < 0 along training",
+            pk["cos_mean"] < 0,
+            f"mean {pk['cos_mean']:+.3f}, end {pk['cos_final']:+.3f}",
+        ),
+        (
+            "hybrid+filter pass@1 within 1 pt of pass1 training",
+            abs(gap) <= 1.0 or gap > 0,
+            f"Δpass@1 {fmt(hf['d_pass1']).strip()} pts",
+        ),
+        (
+            "hybrid+filter reaches >= half of passk-only's pass@k gain",
+            gain_pk > 0 and hf["d_passk"][0] >= 0.5 * gain_pk,
+            f"Δpass@{k} {hf['d_passk'][0]:.1f} vs passk-only {gain_pk:.1f} pts ({frac:.0%} of it)"
+            if gain_pk
+            else "passk-only gain is 0",
+        ),
+    ]
+    return checks, gap, frac
+
+
+def print_checks(setting: str, checks: list, p1: dict, k: int) -> None:
+    print(f"\ngoal checks ({setting} setting; gains relative to pass1 training at equal samples):")
+    for label, ok, detail in checks:
+        print(f"  [{'MET' if ok else 'NOT MET'}] {label}: {detail}")
+    print(f"  pass1 training itself: pass@1 {fmt(p1['pass1']).strip()}, pass@{k} {fmt(p1['passk']).strip()}")
 
 
 def plot(results: dict, path: str, k: int) -> None:
@@ -368,7 +534,7 @@ def main() -> None:
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     parser.add_argument("--private", type=float, default=0.3, help="scale of the per-prompt private feature")
     parser.add_argument("--threshold", type=float, default=0.0, help="filter flags agreement cos < threshold")
-    parser.add_argument("--settings", nargs="+", default=["interfering", "benign"])
+    parser.add_argument("--settings", nargs="+", default=["interfering", "benign", "mixed"])
     parser.add_argument("--plot", default="docs/bandit.png", help="'' to skip")
     args = parser.parse_args()
 
@@ -378,61 +544,34 @@ def main() -> None:
         results[setting] = run_setting(setting, args)
         tables[setting] = summarise(results[setting], args.k)
         print_table(setting, tables[setting], results[setting]["init"], args.k)
+        print_group_table(setting, tables[setting], results[setting]["init"])
     if args.plot:
         plot(results, args.plot, args.k)
 
-    gap = None
+    gap, mixed = None, None
     if "interfering" in tables:
-        t, init = tables["interfering"], results["interfering"]["init"]
-        pk, hf, p1 = t["passk/analytic"], t["hybrid+filter"], t["pass1"]
-        gain_pk = pk["d_passk"][0]
-        gap = hf["d_pass1"][0]
-        checks = [
+        checks, gap, _ = goal_checks(tables["interfering"], results["interfering"]["init"], args.k, "hard", ["easy"])
+        print_checks("interfering", checks, tables["interfering"]["pass1"], args.k)
+    if "mixed" in tables:
+        init = results["mixed"]["init"]
+        checks, mixed_gap, mixed_frac = goal_checks(tables["mixed"], init, args.k, "conflict", ["easy", "skill"])
+        skill = init["skill"]["rate"]
+        checks.insert(
+            2,
             (
-                "init alignment cos < 0 under pass@k weights",
-                init["alignment_cos"] < 0,
-                f"{init['alignment_cos']:+.3f}",
+                "skill prompts under-served by pass@1 weighting at init (design condition)",
+                skill["passk/analytic"] > skill["pass1"],
+                f"first-order dp/step x1e3 passk/analytic {1e3 * skill['passk/analytic']:+.3f} > pass1 "
+                f"{1e3 * skill['pass1']:+.3f} (hybrid {1e3 * skill['hybrid']:+.3f}); agreement cos "
+                f"{init['skill']['agreement_cos']:+.4f}",
             ),
-            (
-                "hard prompts have negative agreement at init",
-                init["hard"]["flagged"] == init["hard"]["n"] and init["easy"]["flagged"] == 0,
-                f"hard flagged {init['hard']['flagged']}/{init['hard']['n']}, mean agreement cos "
-                f"{init['hard']['agreement_cos']:+.3f}; easy flagged {init['easy']['flagged']}/{init['easy']['n']}",
-            ),
-            (
-                "passk-only raises pass@k vs pass1 training",
-                pk["d_passk"][0] - pk["d_passk"][1] > 0,
-                f"Δpass@{args.k} {fmt(pk['d_passk']).strip()} pts",
-            ),
-            (
-                "passk-only lowers pass@1 vs pass1 training",
-                pk["d_pass1"][0] + pk["d_pass1"][1] < 0,
-                f"Δpass@1 {fmt(pk['d_pass1']).strip()} pts",
-            ),
-            (
-                "passk-only: alignment cos < 0 along training",
-                pk["cos_mean"] < 0,
-                f"mean {pk['cos_mean']:+.3f}, end {pk['cos_final']:+.3f}",
-            ),
-            (
-                "hybrid+filter pass@1 within 1 pt of pass1 training",
-                abs(gap) <= 1.0 or gap > 0,
-                f"Δpass@1 {fmt(hf['d_pass1']).strip()} pts",
-            ),
-            (
-                "hybrid+filter reaches >= half of passk-only's pass@k gain",
-                gain_pk > 0 and hf["d_passk"][0] >= 0.5 * gain_pk,
-                f"Δpass@{args.k} {hf['d_passk'][0]:.1f} vs passk-only {gain_pk:.1f} pts "
-                f"({hf['d_passk'][0] / gain_pk:.0%} of it)"
-                if gain_pk
-                else "passk-only gain is 0",
-            ),
-        ]
-        print("\ngoal checks (interfering setting; gains relative to pass1 training at equal samples):")
-        for label, ok, detail in checks:
-            print(f"  [{'MET' if ok else 'NOT MET'}] {label}: {detail}")
-        print(f"  pass1 training itself: pass@1 {fmt(p1['pass1']).strip()}, pass@{args.k} {fmt(p1['passk']).strip()}")
+        )
+        print_checks("mixed", checks, tables["mixed"]["pass1"], args.k)
+        mixed = (mixed_gap, mixed_frac)
     print(f"\nruntime: {time.perf_counter() - t0:.1f} s")
+    if mixed is not None:
+        print(f"mixed_hybrid_filter_pass1_gap: {mixed[0]:.2f}")
+        print(f"mixed_hybrid_filter_passk_gain_frac: {mixed[1]:.2f}")
     if gap is not None:
         print(f"hybrid_filter_pass1_gap: {gap:.2f}")
 

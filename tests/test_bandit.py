@@ -25,7 +25,7 @@ def _moved(bandit, seed=0):
     return bandit.init + 0.5 * torch.randn(bandit.init.shape, generator=gen, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("setting", ["interfering", "benign"])
+@pytest.mark.parametrize("setting", ["interfering", "benign", "mixed"])
 def test_exact_pass_at_k_matches_monte_carlo(bandit_module, setting):
     bandit = bandit_module.make_bandit(setting)
     W = _moved(bandit)
@@ -80,6 +80,76 @@ def test_settings_interfere_as_designed(bandit_module):
     assert all(benign[g]["flagged"] == 0 for g in ("easy", "hard", "benign"))
 
 
+def test_mixed_setting_as_designed(bandit_module):
+    # A few conflicting prompts (negative agreement), most hard prompts ("skill") not conflicting: every skill prompt
+    # has positive self-excluded agreement at init, yet the analytic pass@k weighting moves them faster than pass@1's.
+    k = 4
+    bandit = bandit_module.make_bandit("mixed")
+    assert bandit.group.count("conflict") == 2 and bandit.group.count("skill") == 6
+    W = bandit.init
+    stats = bandit_module.interference_stats(bandit.kernel(W), bandit.success_prob(W), k)
+    conflict, skill = (bandit_module.group_mask(bandit, g) for g in ("conflict", "skill"))
+    assert stats["alignment_cos"] < 0
+    assert torch.equal(stats["flagged"], conflict)  # exactly the conflict prompts
+    assert (stats["agreement_cos"][conflict] < 0).all() and (stats["agreement_cos"][~conflict] > 0).all()
+    p = bandit.success_prob(W)
+    assert (p[conflict] < 0.05).all() and (p[skill] < 0.05).all()
+    rates = {name: bandit_module.expected_rates(bandit, W, name) for name in bandit_module.RATE_OBJECTIVES}
+    assert rates["passk/analytic"][skill].mean() > rates["hybrid"][skill].mean() > rates["pass1"][skill].mean() > 0
+    assert rates["pass1"][conflict].max() < 0 < rates["passk/analytic"][conflict].min()
+
+
+@pytest.mark.parametrize("share, flagged, under_served", [(0.15, False, False), (0.22, True, True)])
+def test_mixed_skill_share_sits_inside_the_window(bandit_module, share, flagged, under_served):
+    # Below the window pass@1 weighting is the faster one for the skill prompts; above it they conflict (flagged).
+    bandit = bandit_module.make_bandit("mixed", skill_share=share)
+    diag = bandit_module.init_diagnostic(bandit, 4)
+    assert (diag["skill"]["flagged"] == diag["skill"]["n"]) == flagged
+    rate = diag["skill"]["rate"]
+    assert (rate["passk/analytic"] > rate["pass1"]) == under_served
+
+
+@pytest.mark.parametrize("name", ["pass1", "passk/analytic", "passk/pkpo", "hybrid", "combination"])
+def test_expected_coefficients_match_enumeration(bandit_module, name):
+    # E[sum_i A_i grad log pi(y_i | x)] over all A^G action sequences of one prompt = c(p_x) grad p(x).
+    import itertools
+
+    G, k = 4, 2
+    bandit = bandit_module.make_bandit("mixed")
+    W = _moved(bandit)
+    x = 20  # a skill prompt
+    pi = bandit.log_probs(W).exp()[x]
+    seqs = torch.tensor(list(itertools.product(range(pi.numel()), repeat=G)))  # (A^G, G)
+    prob = pi[seqs].prod(dim=1)
+    rewards = (seqs == bandit.correct[x]).double()
+    gen = torch.Generator().manual_seed(0)
+    adv, _ = bandit_module.objective_advantages(name, None, None, None, rewards, k, gen)
+    onehot = torch.nn.functional.one_hot(seqs, pi.numel()).double()  # (A^G, G, A)
+    score = ((prob[:, None, None] * adv[..., None]) * (onehot - pi)).sum(dim=(0, 1))  # (A,): E sum_i A_i (e_y - pi)
+    expected = score[:, None] * bandit.phi[x][None, :]
+    coef = bandit_module.expected_coefficients(bandit.success_prob(W)[x : x + 1], name, G, k)
+    grad_p = bandit.prompt_grads(W)[x].reshape(W.shape)
+    torch.testing.assert_close(expected, coef * grad_p, rtol=1e-9, atol=1e-12)
+
+
+def test_mixed_short_run(bandit_module):
+    # The claims of docs/results.md on `mixed`, on one seed and 80 steps: pass1 training solves the skill prompts and
+    # loses the conflict ones; passk-only raises the conflict prompts at a large pass@1 cost; hybrid+filter flags the
+    # conflict prompts every step, almost never the skill ones, and ends where pass1 does (no pass@k gain).
+    bandit = bandit_module.make_bandit("mixed")
+    conflict, skill = (bandit_module.group_mask(bandit, g) for g in ("conflict", "skill"))
+    runs = {
+        name: bandit_module.train(bandit, name, steps=80, seed=0, record_every=80)
+        for name in ("pass1", "passk/analytic", "hybrid+filter")
+    }
+    p1, pk, hf = runs["pass1"], runs["passk/analytic"], runs["hybrid+filter"]
+    assert p1["final_p"][skill].min() > 0.9 and p1["final_p"][conflict].max() < 0.01
+    assert pk["final_p"][conflict].min() > 0.05 and pk["pass1"][-1] < p1["pass1"][-1] - 0.1
+    assert hf["flagged_by_prompt"][conflict].min() > 0.95 and hf["flagged_by_prompt"][~conflict].max() < 0.1
+    assert abs(hf["pass1"][-1] - p1["pass1"][-1]) < 0.01
+    assert hf["passk"][-1] < p1["passk"][-1] + 0.005
+
+
 def test_sampled_gradient_estimate_is_unbiased(bandit_module):
     # E[(1/G) sum_i r_i grad log pi(y_i | x)] = grad p(x): the estimator behind the sampled diagnostic, with A = r.
     bandit = bandit_module.make_bandit("interfering")
@@ -129,6 +199,13 @@ def test_filter_flags_only_conflicting_prompts(bandit_module):
     assert flagged == 4  # the four hard prompts
     _, none = bandit_module.objective_advantages("hybrid", bandit, bandit.init, actions, rewards, 4, gen)
     assert none == 0
+    mixed = bandit_module.make_bandit("mixed")
+    actions = mixed.sample(mixed.init, 8, gen)
+    rewards = (actions == mixed.correct[:, None]).double()
+    _, mask = bandit_module.objective_advantages(
+        "hybrid+filter", mixed, mixed.init, actions, rewards, 4, gen, return_mask=True
+    )
+    assert torch.equal(mask, bandit_module.group_mask(mixed, "conflict"))
 
 
 def test_mean_ci(bandit_module):
