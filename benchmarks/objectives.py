@@ -274,7 +274,7 @@ def summarise(args, runs: dict[str, dict]) -> dict:
     from trl_passk.evaluation import bootstrap_ci
 
     ks = args.eval_k
-    per_run = {}
+    per_run, per_seed = {}, {}
     problems = None
     for name, info in runs.items():
         stacked = []
@@ -286,6 +286,7 @@ def summarise(args, runs: dict[str, dict]) -> dict:
                 raise RuntimeError(f"{eval_dir}: evaluated other problems than the first run ({len(indices)} rows)")
             stacked.append(values)
         per_run[name] = np.mean(stacked, axis=0)  # (P, K): mean over seeds
+        per_seed[name] = np.nanmean(np.stack(stacked), axis=1)  # (S, K): each seed's pass@k
     rng = np.random.default_rng(0)
     resamples = rng.integers(0, len(problems), size=(args.bootstrap_resamples, len(problems)))
     rows = {}
@@ -297,6 +298,7 @@ def summarise(args, runs: dict[str, dict]) -> dict:
         for col, k in enumerate(ks):
             row[f"pass@{k}"] = float(np.nanmean(values[:, col]))
             row[f"pass@{k}_ci"] = bootstrap_ci(values[:, col], indices=resamples)
+            row[f"pass@{k}_seeds"] = [float(v) for v in per_seed[name][:, col]]  # the training-seed spread
             if name != "base":
                 diff = values[:, col] - per_run["pass1"][:, col]
                 row[f"delta_pass@{k}"] = float(np.nanmean(diff))
@@ -341,6 +343,9 @@ def markdown_table(summary: dict) -> str:
 
     head = ["objective"] + [f"pass@{k}" for k in ks] + [f"Δpass@{k}" for k in (ks[0], ks[-1])]
     head += ["cos mean", "cos end", "filtered", "min"]
+    by_seed = any(len(row.get(f"pass@{ks[0]}_seeds", [])) > 1 for row in summary["rows"].values())
+    if by_seed:
+        head.append(f"pass@{ks[0]} / pass@{ks[-1]} by seed")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in summary["rows"].items():
         cells = [name] + [cell(row[f"pass@{k}"], row[f"pass@{k}_ci"]) for k in ks]
@@ -350,6 +355,9 @@ def markdown_table(summary: dict) -> str:
         cells += [f"{cos:+.3f}" if cos is not None else "–", f"{cos_end:+.3f}" if cos_end is not None else "–"]
         cells.append(f"{row['filtered_frac']:.2f}" if row.get("filtered_frac") is not None else "–")
         cells.append(f"{row['wall_s'] / 60:.1f}" if row.get("wall_s") else "–")
+        if by_seed:
+            pairs = zip(row[f"pass@{ks[0]}_seeds"], row[f"pass@{ks[-1]}_seeds"])
+            cells.append(", ".join(f"{a * pts:.1f} / {b * pts:.1f}" for a, b in pairs))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -69,7 +69,21 @@ def test_summary_matches_brute_force(objectives, tmp_path):
                 assert row[f"delta_pass@{k}"] == pytest.approx(diff.mean(), abs=1e-12)
     assert summary["rows"]["pass1"]["delta_pass@4_ci"] == (0.0, 0.0)
     table = objectives.markdown_table(summary)
-    assert table.count("\n") == 2 + len(runs) and "| hybrid+filter |" in table
+    assert table.count("\n") == 2 + len(runs) and "| hybrid+filter |" in table and "by seed" not in table
+
+    # Two training seeds: per-problem values are averaged over seeds; each seed's own pass@k is kept.
+    second = [[float(x) for x in rng.random(6) < 0.5] for _ in range(9)]
+    _write_samples(tmp_path / "pass1-seed2", second)
+    runs["pass1"]["eval_dirs"].append(str(tmp_path / "pass1-seed2"))
+    summary = objectives.summarise(args, runs)
+    for k in ks:
+        seed_values = [
+            brute("pass1", k).mean(),
+            np.mean([_brute_pass_at_k([r >= 1 for r in row], k) for row in second]),
+        ]
+        assert summary["rows"]["pass1"][f"pass@{k}_seeds"] == pytest.approx(seed_values, abs=1e-12)
+        assert summary["rows"]["pass1"][f"pass@{k}"] == pytest.approx(np.mean(seed_values), abs=1e-12)
+    assert "by seed" in objectives.markdown_table(summary)
 
 
 def test_objective_commands_are_valid_and_differ_only_in_objective(objectives, capsys):
