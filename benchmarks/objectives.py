@@ -86,6 +86,19 @@ OBJECTIVES: dict[str, list[str]] = {
         "--interference_every",
         "1",
     ],  # fmt: skip
+    # the filter's control: the same every-step diagnostic, nothing filtered
+    "hybrid+diagnose": [
+        "--objective",
+        "hybrid",
+        "--hybrid_lambda",
+        "0.7",
+        "--passk_estimator",
+        "analytic",
+        "--interference",
+        "diagnose",
+        "--interference_every",
+        "1",
+    ],  # fmt: skip
 }
 # The full CPU table (< 60 min on 2 cores): passk/full and passk/bootstrap are left out of the default for time (add
 # them with --objectives; the bandit compares all estimators).
@@ -342,7 +355,7 @@ def markdown_table(summary: dict) -> str:
         return text
 
     head = ["objective"] + [f"pass@{k}" for k in ks] + [f"Δpass@{k}" for k in (ks[0], ks[-1])]
-    head += ["cos mean", "cos end", "filtered", "min"]
+    head += ["cos mean", "cos end", "filtered", "train min"]
     by_seed = any(len(row.get(f"pass@{ks[0]}_seeds", [])) > 1 for row in summary["rows"].values())
     if by_seed:
         head.append(f"pass@{ks[0]} / pass@{ks[-1]} by seed")

@@ -230,6 +230,35 @@ def test_filter_end_to_end_with_memory(tiny_model_path, tmp_path):
     assert len(again.interference_memory) == 4
 
 
+@pytest.mark.parametrize("lora_dropout", [0.0, 0.2])
+def test_diagnose_mode_is_observational(tiny_model_path, tmp_path, lora_dropout):
+    """`interference="diagnose"` must not change training: same generations, same advantages, same trained weights
+    as `"off"` (also with LoRA dropout, whose masks would otherwise consume the sampling RNG)."""
+    from peft import LoraConfig
+
+    def train(mode):
+        args = PassKGRPOConfig(
+            str(tmp_path / mode), **TINY_TRAIN_ARGS, objective="hybrid", k=2, interference=mode, interference_every=1
+        )
+        trainer = PassKGRPOTrainer(
+            model=tiny_model_path,
+            reward_funcs=odd_a_reward,
+            args=args,
+            train_dataset=make_prompt_dataset(8),
+            peft_config=LoraConfig(r=4, lora_alpha=8, lora_dropout=lora_dropout, target_modules="all-linear"),
+        )
+        trainer.train()
+        rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+        weights = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+        return trainer, rewards, weights
+
+    _, rewards_off, weights_off = train("off")
+    diagnosed, rewards_diag, weights_diag = train("diagnose")
+    assert any("interference/alignment_cos" in h for h in diagnosed.state.log_history)
+    assert rewards_diag == rewards_off
+    assert all(torch.equal(weights_diag[name], weights_off[name]) for name in weights_off)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # two processes
 

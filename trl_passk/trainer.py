@@ -12,6 +12,7 @@ With `objective="pass1"` the parent's advantages are left untouched: training is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import textwrap
@@ -229,11 +230,13 @@ class PassKGRPOTrainer(GRPOTrainer):
         start = self.accelerator.process_index * local_n
         groups = (torch.arange(local_n, device=device) + start) // G
         model = self.accelerator.unwrap_model(self.model)
-        params = [p for p in model.parameters() if p.requires_grad]
         completion_mask = output["completion_mask"]
         if output.get("tool_mask") is not None:
             completion_mask = completion_mask * output["tool_mask"]
-        with torch.enable_grad():
+        params = [p for p in model.parameters() if p.requires_grad]
+        # Eval mode: the estimate is of the sampling policy's gradient, and dropout (e.g. LoRA's) would both perturb it
+        # and draw from the RNG that the next generation samples from, so "diagnose" would change training.
+        with torch.enable_grad(), _eval_mode(model):
             for g in groups.unique().tolist():
                 rows = (groups == g).nonzero(as_tuple=True)[0]
                 weights = coef[start + rows]
@@ -250,6 +253,17 @@ class PassKGRPOTrainer(GRPOTrainer):
         if self.accelerator.num_processes > 1:
             sketches = self.accelerator.reduce(sketches, reduction="sum")
         return sketches
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module):
+    """Run the block with `model.eval()` (no dropout), restoring the previous train/eval mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def _prompt_key(prompt) -> str:
