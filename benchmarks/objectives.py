@@ -66,39 +66,18 @@ DEFAULT_DATASET = (
 
 # name -> `trl-passk grpo` flags. Estimator defaults are the project's (analytic; pkpo loo_minus_one/mean;
 # bootstrap M = G, Eq. 6 sum); hybrid lambda = 0.7 as in Barakat et al. 2026.
+_HYBRID = ["--objective", "hybrid", "--hybrid_lambda", "0.7", "--passk_estimator", "analytic"]
 OBJECTIVES: dict[str, list[str]] = {
     "pass1": ["--objective", "pass1"],
     "passk/analytic": ["--objective", "passk", "--passk_estimator", "analytic"],
     "passk/full": ["--objective", "passk", "--passk_estimator", "full"],
     "passk/bootstrap": ["--objective", "passk", "--passk_estimator", "bootstrap"],
     "passk/pkpo": ["--objective", "passk", "--passk_estimator", "pkpo"],
-    "hybrid": ["--objective", "hybrid", "--hybrid_lambda", "0.7", "--passk_estimator", "analytic"],
+    "hybrid": _HYBRID,
     "combination": ["--objective", "combination", "--passk_estimator", "analytic"],
-    "hybrid+filter": [
-        "--objective",
-        "hybrid",
-        "--hybrid_lambda",
-        "0.7",
-        "--passk_estimator",
-        "analytic",
-        "--interference",
-        "filter",
-        "--interference_every",
-        "1",
-    ],  # fmt: skip
+    "hybrid+filter": [*_HYBRID, "--interference", "filter", "--interference_every", "1"],
     # the filter's control: the same every-step diagnostic, nothing filtered
-    "hybrid+diagnose": [
-        "--objective",
-        "hybrid",
-        "--hybrid_lambda",
-        "0.7",
-        "--passk_estimator",
-        "analytic",
-        "--interference",
-        "diagnose",
-        "--interference_every",
-        "1",
-    ],  # fmt: skip
+    "hybrid+diagnose": [*_HYBRID, "--interference", "diagnose", "--interference_every", "1"],
 }
 # The full CPU table (< 60 min on 2 cores): passk/full and passk/bootstrap are left out of the default for time (add
 # them with --objectives; the bandit compares all estimators).
