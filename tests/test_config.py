@@ -50,6 +50,23 @@ def test_bad_values_raise_naming_value_and_fix(kwargs, match):
         PassKGRPOConfig(**BASE, **kwargs)
 
 
+def test_defaults_accept_every_config_trl_accepts():
+    """No pass@k argument: whatever GRPOConfig accepts, PassKGRPOConfig accepts, and the objective is TRL's."""
+    for kwargs in (
+        dict(num_generations=2),
+        dict(num_generations=3, per_device_train_batch_size=3),
+        dict(multi_objective_aggregation="normalize_then_sum"),
+        dict(scale_rewards="batch", loss_type="dr_grpo"),
+    ):
+        GRPOConfig(**BASE | kwargs)
+        cfg = PassKGRPOConfig(**BASE | kwargs)
+        assert cfg.objective == "pass1" and cfg.interference == "off"
+        assert cfg.k == min(4, cfg.num_generations)
+    # ...and each pass@k feature is one argument away, with k following num_generations.
+    assert PassKGRPOConfig(**BASE | dict(num_generations=2), objective="hybrid").k == 2
+    assert PassKGRPOConfig(**BASE, objective="passk").k == 4
+
+
 def test_schedules():
     cfg = PassKGRPOConfig(
         **BASE,

@@ -139,10 +139,32 @@ def test_advantages_replaced_in_completions_log(tiny_model_path, tmp_path):
 def test_config_type_and_success_reward_checked_before_model_loads(tmp_path):
     # A model path that does not exist: the errors must come before any attempt to load it.
     with pytest.raises(TypeError, match="PassKGRPOConfig"):
-        PassKGRPOTrainer("no/such-model", odd_a_reward, args=GRPOConfig(str(tmp_path), use_cpu=True, bf16=False))
+        PassKGRPOTrainer("no/such-model", odd_a_reward, args={"output_dir": str(tmp_path)})
     args = PassKGRPOConfig(str(tmp_path), success_reward="accuracy", use_cpu=True, bf16=False, report_to="none")
     with pytest.raises(ValueError, match="odd_a_reward"):
         PassKGRPOTrainer("no/such-model", odd_a_reward, args=args)
+
+
+def test_plain_import_swap_trains_exactly_like_trl(tiny_model_path, tmp_path):
+    """The README's swap with no pass@k argument, and a trainer-only swap that keeps TRL's GRPOConfig: TRL, bit for bit.
+
+    The config is one TRL accepts but a pass@k default would refuse (2 generations, normalize_then_sum)."""
+    kw = dict(num_generations=2, multi_objective_aggregation="normalize_then_sum", max_steps=2)
+    rewards = (odd_a_reward, length_reward)
+    trl_trainer, _, trl_weights = run(GRPOTrainer, GRPOConfig, tiny_model_path, tmp_path / "trl", rewards, **kw)
+    swapped, _, swapped_weights = run(
+        PassKGRPOTrainer, PassKGRPOConfig, tiny_model_path, tmp_path / "swap", rewards, **kw
+    )
+    trainer_only, _, trainer_only_weights = run(
+        PassKGRPOTrainer, GRPOConfig, tiny_model_path, tmp_path / "trainer-only", rewards, **kw
+    )
+    assert swapped.args.objective == trainer_only.args.objective == "pass1"
+    assert isinstance(trainer_only.args, PassKGRPOConfig) and trainer_only.args.k == 2
+    for ours in (swapped, trainer_only):
+        assert losses(ours) == losses(trl_trainer) and len(losses(ours)) == 2
+    for weights in (swapped_weights, trainer_only_weights):
+        for name in trl_weights:
+            assert torch.equal(trl_weights[name], weights[name]), name
 
 
 def test_model_card_has_our_tags_and_citations(tiny_model_path, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
@@ -34,17 +36,20 @@ def scheduled_value(schedule: str, start: float, end: float, progress: float, ra
 @dataclass
 class PassKGRPOConfig(GRPOConfig):
     r"""
-    Configuration for [`PassKGRPOTrainer`]: every [`~trl.GRPOConfig`] argument, plus the fields below. With
-    `objective="pass1"` the trainer trains exactly like TRL's `GRPOTrainer`.
+    Configuration for [`PassKGRPOTrainer`]: every [`~trl.GRPOConfig`] argument, plus the fields below. With none of
+    them set (`objective="pass1"`, the default) it accepts exactly what `GRPOConfig` accepts and the trainer trains
+    exactly like TRL's `GRPOTrainer`; every pass@k feature is one argument away (`objective="hybrid"`).
 
     Parameters that choose the objective:
 
-        objective (`str`, *optional*, defaults to `"hybrid"`):
-            What the advantages optimise: `"pass1"` (TRL's GRPO, unchanged), `"passk"` (pass@k only), `"hybrid"`
+        objective (`str`, *optional*, defaults to `"pass1"`):
+            What the advantages optimise: `"pass1"` (TRL's GRPO, unchanged: the drop-in default), `"passk"` (pass@k
+            only), `"hybrid"`
             (`lambda * A_pass1 + (1 - lambda) * A_passk`, Barakat et al. 2026) or `"combination"`
             (`(c/n) * A_passk + (1 - c/n) * A_pass1` per prompt, Chen et al. 2025 Eq. 18).
-        k (`int`, *optional*, defaults to `4`):
-            The k of pass@k, `1 <= k <= num_generations`. With `k_schedule` this is the final value.
+        k (`int`, *optional*):
+            The k of pass@k, `1 <= k <= num_generations`. Defaults to `min(4, num_generations)`. With `k_schedule`
+            this is the final value.
         passk_estimator (`str`, *optional*, defaults to `"analytic"`):
             Name in `trl_passk.advantages.ADVANTAGE_ESTIMATORS`: `"analytic"`, `"bootstrap"`, `"full"` (Chen et al.
             2025), `"pkpo"` (Walder & Karkhanis 2025), or `"grpo"`.
@@ -113,17 +118,21 @@ class PassKGRPOConfig(GRPOConfig):
 
     # ---- objective
     objective: str = field(
-        default="hybrid",
+        default="pass1",
         metadata={
-            "help": "Training objective: 'pass1' (TRL's GRPO, unchanged), 'passk', 'hybrid' (lambda*A_pass1 + "
+            "help": "Training objective: 'pass1' (TRL's GRPO, unchanged; the default, so that swapping the import "
+            "changes nothing), 'passk', 'hybrid' (lambda*A_pass1 + "
             "(1-lambda)*A_passk, Barakat et al. 2026) or 'combination' ((c/n)*A_passk + (1-c/n)*A_pass1, Chen et al. "
             "2025 Eq. 18).",
             "choices": list(OBJECTIVES),
         },
     )
-    k: int = field(
-        default=4,
-        metadata={"help": "k of pass@k, 1 <= k <= num_generations. With k_schedule, the final k."},
+    k: int | None = field(
+        default=None,
+        metadata={
+            "help": "k of pass@k, 1 <= k <= num_generations. Defaults to min(4, num_generations). With k_schedule, "
+            "the final k."
+        },
     )
     passk_estimator: str = field(
         default="analytic",
@@ -251,11 +260,15 @@ class PassKGRPOConfig(GRPOConfig):
         # Our checks first: they are cheap, need no device, and fail before TRL sets anything up.
         self._validate_passk()
         super().__post_init__()
-        if self.objective != "pass1" and self.multi_objective_aggregation != "sum_then_normalize":
+        # Our advantages replace TRL's only for these settings; with the defaults TRL's stay untouched, so every
+        # aggregation TRL offers is accepted.
+        edits = self.objective != "pass1" or self.interference in ("filter", "drop")
+        if edits and self.multi_objective_aggregation != "sum_then_normalize":
+            setting = f"objective={self.objective!r}" if self.objective != "pass1" else f"interference={self.interference!r}"
             raise ValueError(
-                f"objective={self.objective!r} builds its pass@1 part from the weighted sum of rewards, which needs "
+                f"{setting} builds its pass@1 part from the weighted sum of rewards, which needs "
                 f"multi_objective_aggregation='sum_then_normalize' (got {self.multi_objective_aggregation!r}). Use "
-                "objective='pass1' to keep TRL's 'normalize_then_sum'."
+                "objective='pass1' with interference 'off' or 'diagnose' to keep TRL's 'normalize_then_sum'."
             )
 
     def _validate_passk(self) -> None:
@@ -270,14 +283,6 @@ class PassKGRPOConfig(GRPOConfig):
         one_of("k_schedule", self.k_schedule, SCHEDULES)
         one_of("interference", self.interference, INTERFERENCE_MODES)
 
-        G = self.num_generations
-        for name in ("k", "k_start"):
-            value = getattr(self, name)
-            if value is not None and not 1 <= value <= G:
-                raise ValueError(
-                    f"{name}={value} must satisfy 1 <= {name} <= num_generations ({G}): pass@k needs at least k "
-                    f"samples per prompt. Lower {name} or raise num_generations."
-                )
         for name in ("hybrid_lambda", "hybrid_lambda_start"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
@@ -306,17 +311,30 @@ class PassKGRPOConfig(GRPOConfig):
                 f"Its options: {', '.join(allowed) or 'none'}."
             )
 
-        if self.passk_log_ks is None:
-            self.passk_log_ks = sorted({2**i for i in range(G.bit_length()) if 2**i <= G} | {G})
-        bad = [v for v in self.passk_log_ks if not 1 <= int(v) <= G]
-        if bad:
-            raise ValueError(f"passk_log_ks {bad} must lie in [1, num_generations={G}].")
         if self.interference_every < 1:
             raise ValueError(f"interference_every={self.interference_every} must be >= 1.")
         if self.interference_sketch_dim < 1:
             raise ValueError(f"interference_sketch_dim={self.interference_sketch_dim} must be >= 1.")
         if not -1.0 <= self.interference_threshold <= 1.0:
             raise ValueError(f"interference_threshold={self.interference_threshold} must lie in [-1, 1] (a cosine).")
+
+        G = self.num_generations
+        if not isinstance(G, int) or G < 1:
+            return  # TRL's own check (GRPOConfig.__post_init__) names the problem with num_generations
+        if self.k is None:
+            self.k = min(4, G)
+        for name in ("k", "k_start"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= G:
+                raise ValueError(
+                    f"{name}={value} must satisfy 1 <= {name} <= num_generations ({G}): pass@k needs at least k "
+                    f"samples per prompt. Lower {name} or raise num_generations."
+                )
+        if self.passk_log_ks is None:
+            self.passk_log_ks = sorted({2**i for i in range(G.bit_length()) if 2**i <= G} | {G})
+        bad = [v for v in self.passk_log_ks if not 1 <= int(v) <= G]
+        if bad:
+            raise ValueError(f"passk_log_ks {bad} must lie in [1, num_generations={G}].")
 
     def k_at(self, progress: float) -> int:
         """k in effect at ``progress`` (fraction of training done)."""
@@ -329,3 +347,23 @@ class PassKGRPOConfig(GRPOConfig):
         return scheduled_value(
             self.hybrid_lambda_schedule, start, self.hybrid_lambda, progress, self.hybrid_lambda_schedule_ratio
         )
+
+
+def as_passk_config(args: GRPOConfig) -> PassKGRPOConfig:
+    """`args` as a [`PassKGRPOConfig`]: itself if it is one, else a copy of a plain `GRPOConfig` with every pass@k field
+    at its default (so it trains exactly like TRL). The copy keeps TRL's resolved values as they are: it is not rebuilt
+    from its fields, which `GRPOConfig.__post_init__` has already rewritten."""
+    if isinstance(args, PassKGRPOConfig):
+        return args
+    if not isinstance(args, GRPOConfig):
+        raise TypeError(
+            f"args must be a PassKGRPOConfig (or a trl.GRPOConfig), got {type(args).__name__}. Build one with "
+            "PassKGRPOConfig(output_dir=..., objective=...)."
+        )
+    config = copy.copy(args)
+    config.__class__ = PassKGRPOConfig
+    for f in dataclasses.fields(PassKGRPOConfig):
+        if f.name not in vars(config):
+            setattr(config, f.name, f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+    config._validate_passk()
+    return config

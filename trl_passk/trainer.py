@@ -20,9 +20,10 @@ import textwrap
 import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
-from trl import GRPOTrainer
+from trl import GRPOConfig, GRPOTrainer
 
-from .config import PassKGRPOConfig
+from .config import PassKGRPOConfig, as_passk_config
+from .embedded import is_embedded, resolve_model_path
 from .interference import CountSketch, InterferenceMemory, filter_advantages, interference_stats, loo_coefficients
 from .objective import PassKStep, passk_step
 
@@ -43,8 +44,9 @@ def _reward_func_name(func) -> str:
 class PassKGRPOTrainer(GRPOTrainer):
     """GRPO trainer for pass@k, hybrid pass@1+pass@k and combination objectives; a drop-in for `GRPOTrainer`.
 
-    Takes exactly `GRPOTrainer`'s arguments; `args` must be a [`PassKGRPOConfig`] (defaults to one). The objective,
-    estimator, k, schedules and success definition come from the config. Logs `passk/pass@{k}`,
+    Takes exactly `GRPOTrainer`'s arguments. `args` is a [`PassKGRPOConfig`]; a plain `GRPOConfig` is accepted too and
+    trains exactly like TRL (it gets the pass@k fields' defaults). The objective, estimator, k, schedules and success
+    definition come from the config. `model` may also be an embedded model id (`"embedded:SmolLM2-135M-Instruct"`). Logs `passk/pass@{k}`,
     `passk/objective_weight`, `passk/k` and advantage statistics next to TRL's metrics.
 
     Example:
@@ -97,15 +99,13 @@ class PassKGRPOTrainer(GRPOTrainer):
             }"""),
     }
 
-    def __init__(self, model, reward_funcs, args: PassKGRPOConfig | None = None, *pargs, **kwargs):
-        if args is None:
+    def __init__(self, model, reward_funcs, args: GRPOConfig | None = None, *pargs, **kwargs):
+        if isinstance(model, str) and is_embedded(model):
+            model = resolve_model_path(model)  # `embedded:<name>` works wherever a model id does
+        if args is None:  # TRL's default, with our class
             model_name = model if isinstance(model, str) else model.config._name_or_path
-            args = PassKGRPOConfig(f"{model_name.split('/')[-1]}-PassK-GRPO")
-        if not isinstance(args, PassKGRPOConfig):
-            raise TypeError(
-                f"PassKGRPOTrainer needs a PassKGRPOConfig, got {type(args).__name__}. Build one with the same "
-                "arguments: PassKGRPOConfig(**grpo_config.to_dict(), objective=...)."
-            )
+            args = PassKGRPOConfig(f"{model_name.split('/')[-1]}-GRPO")
+        args = as_passk_config(args)
         funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
         names = [_reward_func_name(f) for f in funcs]
         if args.success_reward is not None and args.success_reward not in names:
