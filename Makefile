@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 SMOKE  ?= recipes/smoke/config_hybrid_cpu.yaml
 
-.PHONY: setup demo test test-fast slow_test style quality bench clean
+.PHONY: setup demo test test-fast slow_test test-trl-oldest style quality bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,23 @@ test-fast: setup
 slow_test: setup
 	$(BIN)/python -m pytest tests -m slow
 
+# The drop-in equivalence tests (bit for bit vs TRL, one and two processes) on the oldest TRL of the tested range, in a
+# venv of its own (the newest TRL is what `make test` runs on).
+TRL_OLDEST ?= 1.10.0
+OLDEST  = .venv-trl-oldest
+DROPIN_TESTS = tests/test_trainer.py tests/test_config.py tests/test_distributed.py tests/test_multiprocess_cli.py
+
+$(OLDEST)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/pip install --quiet --upgrade pip
+	$(OLDEST)/bin/pip install --quiet torch==2.13.0
+	$(OLDEST)/bin/pip install --quiet -e ".[dev]" "trl==$(TRL_OLDEST)"
+	touch $@
+
+test-trl-oldest: $(OLDEST)/.installed
+	$(OLDEST)/bin/python -c "import trl; assert trl.__version__ == '$(TRL_OLDEST)', trl.__version__"
+	PATH="$(CURDIR)/$(OLDEST)/bin:$$PATH" $(OLDEST)/bin/python -m pytest $(DROPIN_TESTS)
+
 style: setup
 	$(BIN)/ruff format trl_passk tests benchmarks
 	$(BIN)/ruff check --fix trl_passk tests benchmarks
@@ -43,4 +60,4 @@ bench: setup
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) $(OLDEST) outputs .pytest_cache

@@ -174,3 +174,35 @@ def test_model_card_has_our_tags_and_citations(tiny_model_path, tmp_path):
     assert "trl-passk" in card and "pass-at-k" in card
     for arxiv_id in ("2508.10751", "2505.15201", "2602.21189"):
         assert arxiv_id in card, arxiv_id
+
+
+def test_untested_trl_is_refused_with_one_line_naming_versions(monkeypatch):
+    import trl
+
+    import trl_passk
+
+    monkeypatch.delenv("TRL_PASSK_SKIP_TRL_CHECK", raising=False)
+    for version in ("1.9.2", "2.0.0"):
+        monkeypatch.setattr(trl, "__version__", version)
+        with pytest.raises(ImportError) as error:
+            trl_passk._check_trl_version()
+        message = str(error.value)
+        assert "\n" not in message and f"trl {version} is installed" in message
+        assert "pip install 'trl>=1.10.0,<2'" in message
+    monkeypatch.setattr(trl, "__version__", "1.12.0")
+    trl_passk._check_trl_version()
+
+
+def test_seam_check_names_a_changed_method():
+    from trl import GRPOTrainer
+
+    from trl_passk.trainer import _check_seam
+
+    _check_seam()  # the installed TRL has the seam
+
+    class Changed(GRPOTrainer):
+        def _calculate_rewards(self, inputs, prompts, completions):
+            pass
+
+    with pytest.raises(ImportError, match=r"GRPOTrainer._calculate_rewards is \('self', 'inputs', 'prompts'"):
+        _check_seam(Changed)

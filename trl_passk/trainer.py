@@ -29,6 +29,32 @@ from .objective import PassKStep, passk_step
 
 __all__ = ["PassKGRPOTrainer"]
 
+# The seam: the two GRPOTrainer methods wrapped below, with the parameters they have had from TRL 1.0 to 1.16. A TRL
+# that changes them would break the override silently, so check once, at import.
+_SEAM = {
+    "_calculate_rewards": ("self", "inputs", "prompts", "completions", "completion_ids_list"),
+    "_generate_and_score_completions": ("self", "inputs"),
+}
+
+
+def _check_seam(cls=GRPOTrainer) -> None:
+    import inspect
+
+    import trl
+
+    for name, expected in _SEAM.items():
+        method = getattr(cls, name, None)
+        found = tuple(inspect.signature(method).parameters) if callable(method) else None
+        if found != expected:
+            raise ImportError(
+                f"trl {trl.__version__}: GRPOTrainer.{name} is {'missing' if found is None else found}, but "
+                f"PassKGRPOTrainer wraps it as {name}{expected}. This TRL changed the method trl_passk overrides; "
+                "install a tested TRL (see trl_passk.TESTED_TRL)."
+            )
+
+
+_check_seam()
+
 
 def _reward_func_name(func) -> str:
     # TRL's naming (GRPOTrainer.__init__), reproduced so `success_reward` is checked before any model is loaded.

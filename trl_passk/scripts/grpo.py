@@ -706,6 +706,7 @@ def run(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, model_
         peft_config=get_peft_config(model_args),
     )
     is_main = trainer.accelerator.is_main_process
+    record["num_processes"] = trainer.accelerator.num_processes
     success_name = training_args.success_reward or _reward_func_name(reward_funcs[0])
     success_func = reward_funcs[[_reward_func_name(f) for f in reward_funcs].index(success_name)]
 
