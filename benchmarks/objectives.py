@@ -5,7 +5,7 @@ trained with `trl-passk grpo` from one recipe and evaluated with `trl-passk eval
     python benchmarks/objectives.py --quick         # CI-sized: 3 objectives, 2 steps each, tiny evaluation (~2 min)
     python benchmarks/objectives.py --objectives pass1,hybrid+filter --steps 40    # a subset, longer
 
-Default setting (the CPU smoke recipe, `recipes/smoke/config_hybrid_cpu.yaml`, DESIGN.md section 6): the embedded
+Default setting (the CPU smoke recipe, `recipes/smoke/config_hybrid_cpu.yaml`): the embedded
 SmolLM2-135M-Instruct with LoRA r = 16 on all linear layers, reasoning-gym `chain_sum` (2 one-digit terms), 4 prompts
 x G = 8 per step, k = 4, 12 completion tokens, lr 2e-4, and the same seed for every objective, so every objective
 sees the same number of samples and the same first batch. Only the objective flags differ between runs. Every run

@@ -90,7 +90,8 @@ def test_analytic_matches_subset_enumeration(n):
 
 
 def test_analytic_worked_example_and_label_signs():
-    # FORMULAS.md §2: n=4, c=1, k=2 -> A_pos = 1, A_neg = -1/3.
+    # Chen et al. 2025 (arXiv 2508.10751) §2.4 worked by hand: n=4, c=1, k=2 -> R = 1/2, sigma = 1/2, A_pos = 1,
+    # A_neg = (1 - 1/2 - C(2,1)/C(3,1)) / (1/2) = -1/3.
     got = ADVANTAGE_ESTIMATORS["analytic"](torch.tensor([[0.0, 1.0, 0.0, 0.0]]), 2)
     assert got[0].tolist() == pytest.approx([-1 / 3, 1.0, -1 / 3, -1 / 3])
     # Reference-code bug 2: n=64, k=32, c=31; positives must never get the (negative) value of negatives.
@@ -129,7 +130,7 @@ def test_pkpo_matches_brute_force_on_continuous_rewards_with_ties(n, seed):
 
 
 def test_pkpo_worked_example():
-    # FORMULAS.md §1: n=4, c=1, k=2, g=[1,0,0,0].
+    # PKPO (arXiv 2505.15201) worked by hand: n=4, c=1, k=2, g=[1,0,0,0].
     g = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
     est = ADVANTAGE_ESTIMATORS["pkpo"]
     assert est(g, 2, baseline="none", reduction="sum")[0].tolist() == pytest.approx([1 / 2, 1 / 6, 1 / 6, 1 / 6])
@@ -138,7 +139,7 @@ def test_pkpo_worked_example():
 
 
 def test_pkpo_binary_closed_forms():
-    # FORMULAS.md §1(c): s^(loo-1) gives C(n-c, k-1)/C(n, k) to correct samples, 0 to wrong ones.
+    # PKPO §4 (arXiv 2505.15201), derived by hand: s^(loo-1) gives C(n-c, k-1)/C(n, k) to correct samples, 0 to wrong ones.
     for n, c, k in [(8, 3, 4), (16, 1, 8), (6, 5, 2)]:
         g = torch.tensor([[1.0] * c + [0.0] * (n - c)])
         got = ADVANTAGE_ESTIMATORS["pkpo"](g, k, reduction="sum")[0]
@@ -314,7 +315,7 @@ def test_every_estimator_finite_on_edge_cases(name, case):
 
 
 def test_pkpo_all_one_matches_paper_table():
-    # FORMULAS.md edge-case table, constant reward a = 1: s = k/n, s^(loo) = -k/(n(n-1)), s^(loo-1) = 0.
+    # PKPO edge case worked by hand, constant reward a = 1: s = k/n, s^(loo) = -k/(n(n-1)), s^(loo-1) = 0.
     n, k = 8, 3
     r = torch.ones(1, n)
     est = ADVANTAGE_ESTIMATORS["pkpo"]

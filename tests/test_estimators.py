@@ -27,7 +27,7 @@ def test_matches_subset_enumeration(n):
 
 
 def test_worked_example():
-    # FORMULAS.md §0: rho(4, 1, 2) = 1 - C(3, 2) / C(4, 2) = 1 - 3/6.
+    # Chen et al. 2021 (arXiv 2107.03374) by hand: rho(4, 1, 2) = 1 - C(3, 2) / C(4, 2) = 1 - 3/6.
     assert pass_at_k(4, 1, 2) == 0.5
 
 

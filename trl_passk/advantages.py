@@ -204,7 +204,8 @@ def analytic_advantages(rewards: torch.Tensor, k: int, *, binarize: float | None
     Each value is the mean, over all k-subsets containing the sample, of the normalised subset reward
     ``(max - R) / sigma``. Groups with ``sigma = 0`` (all wrong, or fewer than ``k`` wrong so every subset succeeds)
     get 0. At ``k = 1`` this is GRPO with a population std; at ``k = n`` every group gets 0. Unlike the reference
-    code, the sign comes from the label, never from the value (FORMULAS.md bug 2).
+    code (which rewrites every zero entry, so a correct sample whose advantage underflows to 0 gets the negative
+    value), the sign comes from the label, never from the value.
 
     Args:
         rewards (`torch.Tensor` of shape `(P, G)`): 0/1 rewards (NaN = unscored).
@@ -490,7 +491,7 @@ def exceeding_passk_scale(num_correct: torch.Tensor, coef: float = 0.4) -> torch
 
     Chen et al. 2025, §4.2.1, Eq. 17 scale the pass@k advantage by a function decreasing in the number of correct
     samples so that the learning signal peaks on nearly-unsolved prompts. The text copy of the paper reads
-    "4/(10·log(N_pos+0.5))"; the log base and the exact constant are unconfirmed (FORMULAS.md), hence ``coef``. Any
+    "4/(10·log(N_pos+0.5))"; the log base and the exact constant are unconfirmed, hence ``coef``. Any
     ``f`` proportional to ``1 / log(c + 0.5)`` moves the peak of the total signal to ``c = 1``.
 
     Args:
