@@ -345,9 +345,9 @@ def test_vectorised_over_prompts_equals_per_group_calls():
 def test_registry_rejects_duplicates_and_lists_names():
     with pytest.raises(ValueError, match="already registered"):
         register_advantage_estimator("analytic")(lambda rewards, k: rewards)
-    with pytest.raises(ValueError, match="analytic, bootstrap, full, grpo, pkpo"):
+    with pytest.raises(ValueError, match=", ".join(sorted(ADVANTAGE_ESTIMATORS))):
         get_advantage_estimator("analytc")
-    for name in ("grpo", "analytic", "full", "bootstrap", "pkpo"):
+    for name in ("grpo", "analytic", "full", "bootstrap", "pkpo", "rloo", "maxrl"):
         assert name in ADVANTAGE_ESTIMATORS
 
 
@@ -396,3 +396,51 @@ def test_bootstrap_subsets_are_uniform_over_scored_samples():
     counts = Counter(map(tuple, idx.tolist()))
     assert set(counts) == set(itertools.combinations([0, 1, 3, 4, 5], 2))
     assert all(abs(c - 2000) < 5 * math.sqrt(2000) for c in counts.values())  # 5 sigma of a binomial count
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# rloo, maxrl and the objective-scale hybrid: exact expectations over every outcome of a Bernoulli policy
+
+
+def expected_update(advantages_of, n: int, p: float) -> float:
+    """E[(1/n) sum_i A_i d/dtheta log pi(x_i)] over all 2^n outcomes of a Bernoulli(p) policy, p = sigmoid(theta): the
+    expected policy-gradient step TRL takes (its loss averages over the group's samples)."""
+    total = 0.0
+    for outcome in itertools.product([0.0, 1.0], repeat=n):
+        prob = math.prod(p if x else 1 - p for x in outcome)
+        adv = advantages_of(as_row(list(outcome)))[0].tolist()
+        score = [(1 - p) if x else -p for x in outcome]  # d/dtheta log pi(x) for a sigmoid policy
+        total += prob * sum(a * sc for a, sc in zip(adv, score)) / n
+    return total
+
+
+def test_rloo_by_hand_and_unbiased_for_grad_pass1():
+    g = [1.0, 0.0, 0.5, NAN, 0.25]
+    got = ADVANTAGE_ESTIMATORS["rloo"](as_row(g), 1)[0].tolist()
+    scored = [x for x in g if not math.isnan(x)]
+    want = [0.0 if math.isnan(x) else x - (sum(scored) - x) / (len(scored) - 1) for x in g]
+    assert got == pytest.approx(want)
+    n, p = 6, 0.3
+    assert expected_update(lambda r: ADVANTAGE_ESTIMATORS["rloo"](r, 1), n, p) == pytest.approx(p * (1 - p))
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.8])
+def test_maxrl_expected_update_is_the_truncated_likelihood_gradient(p):
+    """(r - mean)/mean with TRL's per-sample mean: E = sum_{j=1}^{n-1} (1/j) d pass@j/dtheta = (1 - (1-p)^(n-1)) (1-p),
+    since d pass@j / dtheta = j (1-p)^(j-1) p (1-p)."""
+    n = 6
+    got = expected_update(lambda r: ADVANTAGE_ESTIMATORS["maxrl"](r, 1), n, p)
+    series = sum((1 / j) * j * (1 - p) ** (j - 1) * p * (1 - p) for j in range(1, n))
+    assert got == pytest.approx(series, rel=1e-9)
+    assert got == pytest.approx((1 - (1 - p) ** (n - 1)) * (1 - p), rel=1e-9)
+
+
+def test_maxrl_by_hand():
+    # c = 1 of 4: mean 1/4, correct (1 - 1/4) / (1/4) = 3, wrong -1; no success: 0.
+    r = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, NAN]])
+    got = ADVANTAGE_ESTIMATORS["maxrl"](r, 1)
+    assert got[0].tolist() == pytest.approx([3.0, -1.0, -1.0, -1.0])
+    assert got[1].tolist() == [0.0] * 4
+    assert got[2].tolist() == pytest.approx([0.5, 0.5, -1.0, 0.0])
+    with pytest.raises(ValueError, match="binary"):
+        ADVANTAGE_ESTIMATORS["maxrl"](torch.tensor([[0.5, 1.0]]), 1)

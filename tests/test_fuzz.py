@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 from trl import GRPOConfig
 
 from trl_passk import PassKGRPOConfig, PassKGRPOTrainer
-from trl_passk.advantages import ADVANTAGE_ESTIMATORS, BINARY_ONLY_ESTIMATORS, RANDOM_ESTIMATORS
+from trl_passk.advantages import ADVANTAGE_ESTIMATORS, BINARY_ONLY_ESTIMATORS, K_FREE_ESTIMATORS, RANDOM_ESTIMATORS
 
 # Estimators whose advantages sum to zero over each group's scored samples, by construction: centred values (grpo), the
 # analytic form (sum_i A_i = 0, Chen et al. 2025 App. B), and standardised subset maxima shared out to the subsets'
-# members (full, bootstrap: each of the M standardised values is added to exactly k samples).
-ZERO_MEAN = {"grpo", "analytic", "full", "bootstrap"}
+# members (full, bootstrap: each of the M standardised values is added to exactly k samples), leave-one-out (rloo) and
+# MaxRL's (r - mean) / mean.
+ZERO_MEAN = {"grpo", "analytic", "full", "bootstrap", "rloo", "maxrl"}
 
 
 @st.composite
@@ -42,7 +43,7 @@ def _check(name: str, rewards: torch.Tensor, k: int) -> None:
     unscored = torch.isnan(rewards)
     assert (adv[unscored] == 0).all(), "an unscored completion must get advantage 0"
     scored = (~unscored).sum(dim=1)
-    if name != "grpo":  # grpo ignores k
+    if name not in K_FREE_ESTIMATORS:
         assert (adv[scored < k] == 0).all(), "a group with fewer than k scored samples has no pass@k estimate"
     if name in ZERO_MEAN:
         sums = adv.sum(dim=1)

@@ -34,6 +34,7 @@ from .estimators import log_binom
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
     "BINARY_ONLY_ESTIMATORS",
+    "K_FREE_ESTIMATORS",
     "OBJECTIVES",
     "exceeding_passk_scale",
     "get_advantage_estimator",
@@ -47,13 +48,16 @@ AdvantageEstimator = Callable[..., torch.Tensor]
 ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
 BINARY_ONLY_ESTIMATORS: set[str] = set()
 RANDOM_ESTIMATORS: set[str] = set()
+K_FREE_ESTIMATORS: set[str] = set()
+"""Estimators that ignore ``k`` (pass@1-type and MaxRL, whose order is set by the group size)."""
 
 
-def register_advantage_estimator(name: str, *, binary_only: bool = False, random: bool = False):
+def register_advantage_estimator(name: str, *, binary_only: bool = False, random: bool = False, uses_k: bool = True):
     """Decorator that adds an estimator to :data:`ADVANTAGE_ESTIMATORS` under ``name``.
 
     Registering a different function under a name already taken raises. ``binary_only`` estimators reject rewards other
-    than 0/1 unless called with ``binarize=<threshold>``; ``random`` estimators accept ``generator=``.
+    than 0/1 unless called with ``binarize=<threshold>``; ``random`` estimators accept ``generator=``; estimators with
+    ``uses_k=False`` ignore ``k`` (it is still checked, for the common signature).
     """
 
     def decorator(fn: AdvantageEstimator) -> AdvantageEstimator:
@@ -75,6 +79,8 @@ def register_advantage_estimator(name: str, *, binary_only: bool = False, random
             BINARY_ONLY_ESTIMATORS.add(name)
         if random:
             RANDOM_ESTIMATORS.add(name)
+        if not uses_k:
+            K_FREE_ESTIMATORS.add(name)
         return wrapper
 
     return decorator
@@ -160,7 +166,7 @@ def _masked_standardise(values: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 # pass@1
 
 
-@register_advantage_estimator("grpo")
+@register_advantage_estimator("grpo", uses_k=False)
 def grpo_advantages(rewards: torch.Tensor, k: int = 1, *, scale_rewards: str = "group", eps: float = 1e-4):
     """GRPO (pass@1) advantages, exactly as TRL computes them: ``(r - mean_group(r)) / (std + eps)``.
 
@@ -477,6 +483,65 @@ def pkpo_advantages(rewards: torch.Tensor, k: int, *, baseline: str = "loo_minus
     if tail.any():
         s = s.masked_fill(tail, 0.0)
     return torch.zeros_like(s).scatter(1, order, s)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Unbiased, un-normalised pass@1 (RLOO) and maximum likelihood (MaxRL)
+
+
+@register_advantage_estimator("rloo", uses_k=False)
+def rloo_advantages(rewards: torch.Tensor, k: int = 1):
+    """Leave-one-out (RLOO) advantages ``r_i - mean_{j != i} r_j`` over each group's scored samples.
+
+    Unbiased and un-normalised: with TRL's per-sample mean, ``(1/G) sum_i A_i grad log pi(y_i)`` estimates
+    ``grad p(x)`` (the gradient of pass@1, or of the expected reward) exactly, with no std division. This is PKPO's
+    Eq. 26 baseline (Walder & Karkhanis 2025, arXiv 2505.15201) and RLOO's advantage (Ahmadian et al. 2024,
+    arXiv 2402.14740); it is the pass@1 part of ``hybrid_scale="objective"``. Groups with fewer than 2 scored samples
+    get 0. Works for continuous rewards.
+
+    Args:
+        rewards (`torch.Tensor` of shape `(P, G)`): NaN = unscored.
+        k (`int`): ignored.
+
+    Returns:
+        `torch.Tensor` of shape `(P, G)`; each group's advantages sum to 0.
+    """
+    valid, n = _valid_counts(rewards)
+    r = rewards.nan_to_num(0.0)
+    n = n.to(rewards.dtype)[:, None]  # (P, 1)
+    total = r.sum(dim=1, keepdim=True)
+    adv = (n * r - total) / (n - 1).clamp(min=1)
+    return torch.where(valid & (n > 1), adv, torch.zeros_like(adv))
+
+
+@register_advantage_estimator("maxrl", binary_only=True, uses_k=False)
+def maxrl_advantages(rewards: torch.Tensor, k: int = 1, *, binarize: float | None = None):
+    """MaxRL advantages ``(r_i - mean(r)) / mean(r)`` (Tajwar et al. 2026, "Maximum Likelihood Reinforcement
+    Learning", arXiv 2602.02710); 0 for groups with no correct sample.
+
+    MaxRL targets the maximum-likelihood objective ``log p(x) = -sum_{j >= 1} (1 - p)^j / j``, whose gradient is
+    ``sum_j (1/j) grad pass@j``: the estimator averages the score of the *correct* samples (it divides by the number of
+    successes instead of the group size), which weights low-success prompts by about ``1/p``. Derived here and checked
+    by exact enumeration in the tests: with TRL's per-sample mean over ``n`` scored samples, the expected update is
+    ``sum_{j=1}^{n-1} (1/j) grad pass@j(x) = (1 - (1 - p)^(n-1)) grad p / p``, the series truncated at ``n - 1``
+    (the ``- mean`` baseline is left out of groups with no success, which drops the ``j = n`` term). ``k`` is
+    ignored: the group size sets the order.
+
+    Args:
+        rewards (`torch.Tensor` of shape `(P, G)`): 0/1 rewards (NaN = unscored).
+        k (`int`): ignored.
+        binarize (`float`, *optional*): threshold turning continuous rewards into ``reward >= binarize``.
+
+    Returns:
+        `torch.Tensor` of shape `(P, G)`; each group's advantages sum to 0.
+    """
+    s = _binary("maxrl", rewards, binarize)
+    valid, n = _valid_counts(s)
+    r = s.nan_to_num(0.0)
+    mean = r.sum(dim=1, keepdim=True) / n.clamp(min=1).to(r.dtype)[:, None]  # (P, 1): c / n
+    solved = mean > 0
+    adv = (r - mean) / torch.where(solved, mean, torch.ones_like(mean))
+    return torch.where(valid & solved, adv, torch.zeros_like(adv))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
