@@ -35,6 +35,7 @@ __all__ = [
     "ADVANTAGE_ESTIMATORS",
     "BINARY_ONLY_ESTIMATORS",
     "OBJECTIVES",
+    "RANDOM_ESTIMATORS",
     "exceeding_passk_scale",
     "get_advantage_estimator",
     "mix_objectives",

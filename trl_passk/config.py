@@ -264,7 +264,9 @@ class PassKGRPOConfig(GRPOConfig):
         # aggregation TRL offers is accepted.
         edits = self.objective != "pass1" or self.interference in ("filter", "drop")
         if edits and self.multi_objective_aggregation != "sum_then_normalize":
-            setting = f"objective={self.objective!r}" if self.objective != "pass1" else f"interference={self.interference!r}"
+            setting = (
+                f"objective={self.objective!r}" if self.objective != "pass1" else f"interference={self.interference!r}"
+            )
             raise ValueError(
                 f"{setting} builds its pass@1 part from the weighted sum of rewards, which needs "
                 f"multi_objective_aggregation='sum_then_normalize' (got {self.multi_objective_aggregation!r}). Use "
