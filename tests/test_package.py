@@ -60,7 +60,9 @@ def test_public_names():
     assert {"PassKGRPOConfig", "PassKGRPOTrainer"} <= set(dir(trl_passk))
     from trl_passk import PassKGRPOConfig, PassKGRPOTrainer
 
-    assert issubclass(PassKGRPOTrainer, __import__("trl").GRPOTrainer) and PassKGRPOConfig.__name__ == "PassKGRPOConfig"
+    assert (
+        issubclass(PassKGRPOTrainer, __import__("trl").GRPOTrainer) and PassKGRPOConfig.__name__ == "PassKGRPOConfig"
+    )
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         trl_passk.nope  # noqa: B018
 
