@@ -6,9 +6,9 @@
 
 What runs (GPU): the recipe is parsed by the project's own parser (`trl_passk.scripts.grpo.parse_args`: the same
 dataclasses, defaults and checks as `trl-passk grpo`). The recipe's model architecture (written out in
-`benchmarks/architectures.py`, no hub) is built with random weights: for LoRA in bf16 directly on the GPU; for QLoRA the
-random bf16 weights are saved as safetensors (in $TMPDIR, or `--weights_cache`) and loaded back by the trainer with the
-recipe's `BitsAndBytesConfig` (NF4, double quantization), as the real run loads a checkpoint: that needs disk and host
+`benchmarks/architectures.py`, no hub) is built with random weights: for LoRA in bf16 directly on the GPU; for QLoRA
+the random bf16 weights are saved as safetensors (in $TMPDIR, or `--weights_cache`) and loaded back by the trainer with
+the recipe's `BitsAndBytesConfig` (NF4, double quantization), as the real run loads a checkpoint: that needs disk and host
 memory for the bf16 copy (7B about 15 GB, 8B 16 GB, 14B 30 GB; built on the GPU when it fits, else on the CPU). (For
 LoRA, the bf16 model built in place is what loading a bf16 checkpoint onto the GPU gives.) LoRA is applied by the
 trainer from the recipe's `ModelConfig`. The trainer gets the recipe's trainer settings (group size, micro-batch, gradient accumulation,
@@ -409,7 +409,7 @@ def measure(
         build_on = "cuda" if cuda and bf16_bytes < 0.8 * torch.cuda.mem_get_info()[0] else "cpu"
         directory = Path(weights_cache) / arch.model_id.split("/")[-1] if weights_cache else workdir / "model"
         model = str(_random_checkpoint(arch.model_id, config, directory, build_on, seed))
-        # as in trl_passk.scripts.grpo.run: revision, attention, dtype, one quantized copy on this process's GPU
+        # as in trl_passk.scripts.grpo.train: revision, attention, dtype, one quantized copy on this process's GPU
         training_args.model_init_kwargs = {
             "revision": model_args.model_revision,
             "attn_implementation": model_args.attn_implementation,

@@ -39,7 +39,8 @@ __all__ = ["diagnose_prompts", "plot_agreement"]
 
 
 def _prompt_gradient(model, params, prompt_ids: list[int], completions: list[list[int]], coef, G: int):
-    """``grad (1/G) sum_i coef_i log pi(y_i | x)`` for one prompt (token id lists), via [`~interference.pass1_gradient`]."""
+    """``grad (1/G) sum_i coef_i log pi(y_i | x)`` for one prompt (token id lists), via
+    [`~interference.pass1_gradient`]."""
     device = next(model.parameters()).device
     T = max(max(len(c) for c in completions), 1)
     ids = torch.zeros((len(completions), len(prompt_ids) + T), dtype=torch.long)  # padded with token 0, masked out

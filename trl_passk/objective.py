@@ -80,7 +80,8 @@ def passk_step(
 
     The arguments after ``num_generations`` are the [`PassKGRPOConfig`] fields of the same meaning (``estimator`` is
     ``passk_estimator``, ``estimator_kwargs`` is ``passk_estimator_kwargs``, ``log_ks`` is ``passk_log_ks``), with
-    schedules already applied: the trainer passes ``k=args.k_at(progress)`` and ``hybrid_lambda=args.lambda_at(progress)``.
+    schedules already applied: the trainer passes ``k=args.k_at(progress)`` and
+    ``hybrid_lambda=args.lambda_at(progress)``.
 
     Args:
         rewards_per_func (`torch.Tensor` of shape `(N, F)`): rewards of every completion of the generation batch on all

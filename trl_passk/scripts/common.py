@@ -52,6 +52,7 @@ __all__ = [
     "load_dataset_source",
     "load_model",
     "load_problems",
+    "map_dataset_columns",
     "parse_dataclasses",
     "read_recipe",
     "resolve_rewards",
@@ -84,7 +85,13 @@ class ModelArguments:
     adapter: str | None = field(
         default=None, metadata={"help": "PEFT adapter dir (or a training checkpoint dir holding one)"}
     )
-    dtype: str = field(default="auto", metadata={"choices": ["auto", "float32", "bfloat16", "float16"]})
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "weights dtype ('auto': the checkpoint's)",
+            "choices": ["auto", "float32", "bfloat16", "float16"],
+        },
+    )
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, ..."})
 
 
@@ -151,7 +158,8 @@ def _config_path(argv: Sequence[str]) -> str | None:
 
 def read_recipe(parser, argv: Sequence[str]) -> dict:
     """The YAML recipe named by `--config` in `argv` (`{}` without one), checked: a mapping whose keys are all fields
-    of the dataclasses of `parser` (a `TrlParser`). Errors ([`CLIError`]) name the file, the line and, for a typo, the closest valid key."""
+    of the dataclasses of `parser` (a `TrlParser`). Errors ([`CLIError`]) name the file, the line and, for a typo, the
+    closest valid key."""
     import yaml
 
     path = _config_path(argv)
