@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import tempfile
 import time
 import warnings
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))  # tiny_model.py
 
 from datasets import Dataset  # noqa: E402
+from tiny_model import build_tiny_model  # noqa: E402  (tests/tiny_model.py)
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from trl_passk import PassKGRPOConfig, PassKGRPOTrainer  # noqa: E402
-from trl_passk.testing import build_tiny_model  # noqa: E402
 
 COMMON = dict(
     per_device_train_batch_size=32,  # 4 prompts x G = 8

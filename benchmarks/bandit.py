@@ -57,8 +57,9 @@ from dataclasses import dataclass
 import torch
 from torch.func import jacrev
 
-from trl_passk.advantages import ADVANTAGE_ESTIMATORS, mix_objectives
-from trl_passk.interference import filter_advantages, interference_stats
+from trl_passk.advantages import RANDOM_ESTIMATORS
+from trl_passk.interference import filter_advantages, interference_stats, pass1_gradient
+from trl_passk.objective import passk_step
 
 torch.set_num_threads(1)
 
@@ -187,27 +188,40 @@ OBJECTIVES = {
 
 
 def sampled_prompt_grads(bandit: Bandit, W: torch.Tensor, actions: torch.Tensor, pass1: torch.Tensor):
-    """`(P, A * D)` the trainer's estimate grad p(x) ~ (1/G) sum_i A1_i grad log pi(y_i | x)."""
+    """`(P, A * D)` the trainer's estimate grad p(x) ~ (1/G) sum_i A1_i grad log pi(y_i | x), prompt by prompt with
+    the library's helper (`trl_passk.interference.pass1_gradient`)."""
+    W = W.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logp = bandit.log_probs(W).gather(1, actions)  # (P, G)
+        rows = [
+            pass1_gradient(logp[x], pass1[x], [W], num_generations=actions.shape[1], retain_graph=True)[0]
+            for x in range(bandit.num_prompts)
+        ]
+    return torch.stack(rows).reshape(bandit.num_prompts, -1)
 
-    def per_prompt(W_):
-        logp = bandit.log_probs(W_).gather(1, actions)  # (P, G)
-        return (pass1 * logp).mean(dim=1)  # (P,)
 
-    return jacrev(per_prompt)(W.detach()).reshape(bandit.num_prompts, -1)
+def objective_step(name: str, rewards: torch.Tensor, k: int, generator: torch.Generator | None = None):
+    """The library's `passk_step` for objective `name` on 0/1 rewards `(P, G)` (one reward function, weight 1)."""
+    objective, estimator, options, _ = OBJECTIVES[name]
+    return passk_step(
+        rewards.reshape(-1, 1),
+        torch.ones(1),
+        num_generations=rewards.shape[1],
+        k=k,
+        objective=objective,
+        estimator=estimator or "analytic",
+        estimator_kwargs=options,
+        hybrid_lambda=0.7,
+        generator=generator,
+    )
 
 
 def objective_advantages(name, bandit, W, actions, rewards, k, generator, threshold=0.0, return_mask=False):
     """`(P, G)` advantages of objective `name` for one step, and the number of prompts the filter flagged (the `(P,)`
     bool mask instead if `return_mask`)."""
-    objective, estimator, options, diagnostic = OBJECTIVES[name]
-    pass1 = ADVANTAGE_ESTIMATORS["grpo"](rewards, k, scale_rewards="group").double()
-    if estimator is None:
-        passk = torch.zeros_like(pass1)
-    else:
-        if estimator in ("full", "bootstrap"):
-            options = {**options, "generator": generator}
-        passk = ADVANTAGE_ESTIMATORS[estimator](rewards, k, **options).double()
-    adv, w = mix_objectives(objective, pass1, passk, hybrid_lambda=0.7, success_rate=rewards.mean(dim=1))
+    step = objective_step(name, rewards, k, generator)
+    adv, pass1 = step.advantages.view_as(step.pass1), step.pass1
+    diagnostic = OBJECTIVES[name][3]
     if diagnostic is None:
         return adv, torch.zeros(bandit.num_prompts, dtype=torch.bool) if return_mask else 0
     if diagnostic == "exact":
@@ -216,7 +230,8 @@ def objective_advantages(name, bandit, W, actions, rewards, k, generator, thresh
         g = sampled_prompt_grads(bandit, W, actions, pass1)
         stats = interference_stats(g @ g.T, rewards.mean(dim=1), k, threshold=threshold)
     flagged = stats["flagged"]
-    return filter_advantages(adv, pass1, w, flagged, "filter"), flagged if return_mask else int(flagged.sum())
+    adv = filter_advantages(adv, pass1, step.pass1_weight, flagged, "filter")
+    return adv, flagged if return_mask else int(flagged.sum())
 
 
 def expected_coefficients(p: torch.Tensor, name: str, G: int, k: int) -> torch.Tensor:
@@ -227,14 +242,12 @@ def expected_coefficients(p: torch.Tensor, name: str, G: int, k: int) -> torch.T
     advantage of each sample depends only on c, so the expected sum over a group of sum_i A_i grad log pi(y_i) is
     sum_c P(c) (c A_pos(c) / p - (G - c) A_neg(c) / (1 - p)) grad p. Deterministic estimators only (no filter).
     """
-    objective, estimator, _, diagnostic = OBJECTIVES[name]
-    if estimator not in (None, "analytic", "pkpo") or diagnostic is not None:
+    _, estimator, _, diagnostic = OBJECTIVES[name]
+    if estimator in RANDOM_ESTIMATORS or diagnostic is not None:
         raise ValueError(f"expected_coefficients needs a deterministic objective without filter, got {name!r}.")
     c = torch.arange(G + 1)
     rewards = (torch.arange(G)[None, :] < c[:, None]).double()  # row c: c successes first
-    pass1 = ADVANTAGE_ESTIMATORS["grpo"](rewards, k, scale_rewards="group").double()
-    passk = ADVANTAGE_ESTIMATORS[estimator](rewards, k).double() if estimator else torch.zeros_like(pass1)
-    adv, _ = mix_objectives(objective, pass1, passk, hybrid_lambda=0.7, success_rate=rewards.mean(dim=1))
+    adv = objective_step(name, rewards, k).advantages.view_as(rewards)
     a_pos = torch.where(c > 0, adv[:, 0], 0.0)  # (G + 1,)
     a_neg = torch.where(c < G, adv[:, -1], 0.0)
     p = p.detach().double().clamp(1e-12, 1 - 1e-12)[:, None]

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from trl_passk.advantages import ADVANTAGE_ESTIMATORS
+from trl_passk.advantages import ADVANTAGE_ESTIMATORS, RANDOM_ESTIMATORS
 
 # ---------------------------------------------------------------------------------------------------------------------
 # per-group loops (plain Python floats, one group at a time)
@@ -167,7 +167,7 @@ def main() -> None:
         for label, name, options, loop in CASES:
             est = ADVANTAGE_ESTIMATORS[name]
             kw = dict(options)
-            if name in ("full", "bootstrap"):
+            if name in RANDOM_ESTIMATORS:
                 kw["generator"] = torch.Generator().manual_seed(0)
             est(rewards, args.k, **kw)  # warm-up
             t_vec = median_time(lambda est=est, r=rewards, kw=kw: est(r, args.k, **kw), args.repeats)
@@ -175,7 +175,7 @@ def main() -> None:
             ref = torch.tensor(loop(rows, args.k))
             t_loop = time.perf_counter() - t0
             got = est(rewards, args.k, **kw)
-            if name in ("full", "bootstrap"):  # random: compare the distribution of values, not the draw
+            if name in RANDOM_ESTIMATORS:  # random: compare the distribution of values, not the draw
                 check = abs(got.abs().mean().item() - ref.abs().mean().item()) < 0.1 * ref.abs().mean().item() + 1e-3
             else:
                 check = torch.allclose(got, ref.to(got.dtype), atol=1e-4)

@@ -6,9 +6,9 @@
 
 What runs (GPU): the recipe is parsed by the project's own parser (`trl_passk.scripts.grpo.parse_args`: the same
 dataclasses, defaults and checks as `trl-passk grpo`). The recipe's model architecture (written out in
-`trl_passk.architectures`, no hub) is built with random weights: for LoRA in bf16 directly on the GPU; for QLoRA the
-random bf16 weights are saved as safetensors (in $TMPDIR, or `--weights_cache`) and loaded back by the trainer with the
-recipe's `BitsAndBytesConfig` (NF4, double quantization), as the real run loads a checkpoint: that needs disk and host
+`benchmarks/architectures.py`, no hub) is built with random weights: for LoRA in bf16 directly on the GPU; for QLoRA
+the random bf16 weights are saved as safetensors (in $TMPDIR, or `--weights_cache`) and loaded back by the trainer with
+the recipe's `BitsAndBytesConfig` (NF4, double quantization), as the real run loads a checkpoint: that needs disk and host
 memory for the bf16 copy (7B about 15 GB, 8B 16 GB, 14B 30 GB; built on the GPU when it fits, else on the CPU). (For
 LoRA, the bf16 model built in place is what loading a bf16 checkpoint onto the GPU gives.) LoRA is applied by the
 trainer from the recipe's `ModelConfig`. The trainer gets the recipe's trainer settings (group size, micro-batch, gradient accumulation,
@@ -118,7 +118,8 @@ def parse_recipe(recipe: str, overrides: list[str] | None = None, validate_only:
     then validated by the real run only); the result must not be used to build a trainer.
     """
     try:
-        from trl_passk.scripts.grpo import CLIError, parse_args
+        from trl_passk.scripts.common import CLIError
+        from trl_passk.scripts.grpo import parse_args
     except ImportError as error:  # the CLI is being written next to this file; fail with the reason
         raise BenchmarkError(f"cannot import the recipe parser trl_passk.scripts.grpo: {error}") from None
     argv = ["--config", recipe, *(overrides or [])]
@@ -132,13 +133,13 @@ def parse_recipe(recipe: str, overrides: list[str] | None = None, validate_only:
 
 
 def recipe_architecture(recipe: str, model_args) -> str:
-    from trl_passk.architectures import ARCHITECTURES, architecture_for_model
+    from architectures import ARCHITECTURES, architecture_for_model
 
     try:
         return architecture_for_model(model_args.model_name_or_path)
     except KeyError:
         raise BenchmarkError(
-            f"{recipe}: model {model_args.model_name_or_path!r} has no architecture in trl_passk/architectures.py "
+            f"{recipe}: model {model_args.model_name_or_path!r} has no architecture in benchmarks/architectures.py "
             f"(known: {', '.join(sorted(ARCHITECTURES))}); this benchmark covers the GPU recipes, not recipes/smoke/."
         ) from None
 
@@ -171,10 +172,9 @@ def meta_sizes(arch_key: str, model_args) -> dict:
     """Total and LoRA-trainable parameter counts (meta device, PEFT applied as the trainer does) and weight ESTIMATES.
 
     Cached per (architecture, LoRA settings, quantization): the recipes of one model share them."""
+    from architectures import build_model, count_parameters, estimate_weight_bytes, get_config
     from peft import get_peft_model
     from trl import get_peft_config
-
-    from trl_passk.architectures import build_model, count_parameters, estimate_weight_bytes, get_config
 
     peft_config = get_peft_config(model_args)
     key = (arch_key, repr(peft_config), model_args.load_in_4bit, model_args.use_bnb_nested_quant)
@@ -364,11 +364,11 @@ def measure(
     Uses CUDA device 0 when available; on a CPU (for the tests, with a tiny `config`) it runs the same code path
     without memory figures."""
     import torch
+    from architectures import count_parameters
     from transformers import AutoModelForCausalLM
     from trl import get_peft_config, get_quantization_config
 
     from trl_passk import PassKGRPOTrainer
-    from trl_passk.architectures import count_parameters
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cuda = device == "cuda"
@@ -409,7 +409,7 @@ def measure(
         build_on = "cuda" if cuda and bf16_bytes < 0.8 * torch.cuda.mem_get_info()[0] else "cpu"
         directory = Path(weights_cache) / arch.model_id.split("/")[-1] if weights_cache else workdir / "model"
         model = str(_random_checkpoint(arch.model_id, config, directory, build_on, seed))
-        # as in trl_passk.scripts.grpo.run: revision, attention, dtype, one quantized copy on this process's GPU
+        # as in trl_passk.scripts.grpo.train: revision, attention, dtype, one quantized copy on this process's GPU
         training_args.model_init_kwargs = {
             "revision": model_args.model_revision,
             "attn_implementation": model_args.attn_implementation,
@@ -516,9 +516,8 @@ def measure(
 
 def count_parameters_config(config) -> int:
     import torch
+    from architectures import count_parameters
     from transformers import AutoModelForCausalLM
-
-    from trl_passk.architectures import count_parameters
 
     with torch.device("meta"):
         return count_parameters(AutoModelForCausalLM.from_config(config))
@@ -582,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"gpu_memory: {NO_CUDA_MESSAGE}", file=sys.stderr)
                 return 1
             else:
-                from trl_passk.architectures import ARCHITECTURES, get_config
+                from architectures import ARCHITECTURES, get_config
 
                 record = measure(
                     args.recipe,

@@ -229,7 +229,7 @@ def train(args, name: str, seed: int, run_dir: str) -> dict:
 
 
 def evaluate(args, adapter: str | None, out: str) -> dict:
-    from trl_passk.evaluation import main as eval_main
+    from trl_passk.scripts.eval import main as eval_main
 
     argv = eval_argv(args, adapter, out)
     print("[objectives] " + _command("eval", argv), flush=True)

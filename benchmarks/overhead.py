@@ -44,10 +44,18 @@ def main() -> None:
     cfg = trainers["hybrid-analytic"].args
     rewards = (torch.rand(32, 1) < 0.4).float()
     weights = torch.ones(1)
-    passk_step(rewards, weights, cfg, num_generations=8)
+    settings = dict(
+        num_generations=8,
+        k=cfg.k,
+        objective=cfg.objective,
+        estimator=cfg.passk_estimator,
+        hybrid_lambda=cfg.hybrid_lambda,
+        log_ks=cfg.passk_log_ks,
+    )
+    passk_step(rewards, weights, **settings)
     t0 = time.perf_counter()
     for _ in range(200):
-        passk_step(rewards, weights, cfg, num_generations=8)
+        passk_step(rewards, weights, **settings)
     compute_ms = (time.perf_counter() - t0) / 200 * 1e3
 
     base = median(times["trl-grpo"])

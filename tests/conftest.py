@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-from trl_passk.testing import build_tiny_model  # noqa: E402  (re-exported for the tests)
+from tiny_model import build_tiny_model  # noqa: E402  (tests/tiny_model.py, re-exported for the tests)
 
 
 @pytest.fixture(scope="session")

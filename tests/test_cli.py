@@ -295,3 +295,31 @@ def test_grpo_parser_as_subcommand():
         ["--model_name_or_path", "m", "--dataset_name", "rg:chain_sum", "--k", "2", "--use_cpu", "true"]
     )
     assert training_args.k == 2 and model_args.model_name_or_path == "m" and script_args.dataset_name == "rg:chain_sum"
+
+
+@pytest.mark.parametrize(
+    "module, argv, expected",
+    [
+        ("eval", ["--model_name_or_path", "m", "--dataset", "rg:chain_sum", "--n", "4", "-o", "x.png"], {"n": 4}),
+        (
+            "diagnose",
+            ["--model_name_or_path", "m", "--dataset", "rg:chain_sum", "--k", "2"],
+            {"k": 2, "split": "train"},
+        ),
+    ],
+)
+def test_eval_and_diagnose_parsers_as_subcommands(module, argv, expected):
+    # Every sub-command is built the same way as TRL's scripts: make_parser(subparsers) on a TrlParser sub-parser.
+    import argparse
+    import importlib
+
+    from trl import TrlParser
+
+    root = argparse.ArgumentParser(prog="mytool")
+    subparsers = root.add_subparsers(dest="command", parser_class=TrlParser)
+    parser = importlib.import_module(f"trl_passk.scripts.{module}").make_parser(subparsers)
+    assert parser.prog == f"mytool {module}"
+    model_args, data_args, _, args = parser.parse_args_into_dataclasses(argv)
+    assert model_args.model_name_or_path == "m" and data_args.dataset == "rg:chain_sum"
+    values = {**vars(data_args), **vars(args)}
+    assert {key: values[key] for key in expected} == expected

@@ -19,10 +19,10 @@ from trl_passk.evaluation import (
     compare_runs,
     compute_metrics,
     evaluate_pass_at_k,
-    main,
     majority_at_k,
 )
 from trl_passk.rewards import extract_final_answer
+from trl_passk.scripts.eval import main
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Helpers: a deterministic toy reward, tiny datasets, brute-force metrics
@@ -336,7 +336,8 @@ def test_system_prompt_reaches_reasoning_gym_prompts():
     """`trl-passk eval --system_prompt` must give the same prompts as `trl-passk grpo` does for the recipe."""
     import argparse
 
-    from trl_passk.evaluation import _load_dataset, make_parser
+    from trl_passk.scripts.common import load_problems as _load_dataset
+    from trl_passk.scripts.eval import make_parser
     from trl_passk.scripts.grpo import GRPOScriptArguments, load_data
 
     source = "reasoning_gym:chain_sum?size=6&seed=1&test_size=2&min_terms=2&max_terms=2"

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from trl_passk.architectures import (
+from architectures import (
     ARCHITECTURES,
     NF4_BYTES_PER_PARAM,
     build_model,
@@ -53,7 +52,7 @@ def _in_repo_root(monkeypatch):
 # Architectures
 # ---------------------------------------------------------------------------------------------------------------------
 
-# Published sizes (model cards) and the sizes given in the issue, written independently of trl_passk/architectures.py.
+# Published sizes (model cards) and the sizes given in the issue, written independently of benchmarks/architectures.py.
 EXPECTED = {
     "Qwen2.5-7B-Instruct": dict(
         params=7.6e9, hidden=3584, inter=18944, layers=28, heads=28, kv=4, vocab=152064, theta=1e6, max_pos=32768
@@ -260,9 +259,8 @@ def test_tokenizer_covers_the_vocabulary():
 def test_measure_code_path_on_cpu(variant, tmp_path):
     """LoRA: bf16 model built in memory; QLoRA: random checkpoint saved, loaded back in 4-bit by the trainer (the
     bitsandbytes CPU fallback is enough for a 1-layer model)."""
+    from architectures import Architecture
     from transformers import Qwen2Config
-
-    from trl_passk.architectures import Architecture
 
     recipe = f"recipes/Qwen2.5-7B-Instruct/grpo/config_hybrid_{variant}.yaml"
     overrides = [

@@ -21,6 +21,7 @@ from trl_passk.interference import (
     filter_advantages,
     interference_stats,
     interference_stats_from_sketches,
+    pass1_gradient,
     passk_prompt_weights,
 )
 
@@ -285,3 +286,24 @@ def test_two_processes_give_the_same_statistics(tiny_model_path, tmp_path):
         ref = json.loads((tmp_path / "one" / "stats_rank0.json").read_text())
         assert stats["alignment_cos"] == pytest.approx(ref["alignment_cos"], abs=1e-5)
         assert stats["agreement_cos"] == pytest.approx(ref["agreement_cos"], abs=1e-5)
+
+
+def test_pass1_gradient_matches_closed_form_and_adds_up_across_a_split_group():
+    # Softmax policy over 3 actions, logits theta: grad log pi(a) = e_a - pi. So (1/G) sum_i c_i grad log pi(y_i) is
+    # (1/G) sum_i c_i (e_{y_i} - pi), written out here.
+    theta = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64, requires_grad=True)
+    actions = torch.tensor([0, 2, 2, 1])
+    coef = torch.tensor([1.0, -0.5, 0.25, -0.75], dtype=torch.float64)
+    logps = torch.log_softmax(theta, 0)[actions]  # (G,) sequence log-probs
+    (grad,) = pass1_gradient(logps, coef, [theta], num_generations=4, retain_graph=True)
+    pi = torch.softmax(theta.detach(), 0)
+    expected = (coef[:, None] * (torch.nn.functional.one_hot(actions, 3) - pi)).sum(0) / 4
+    torch.testing.assert_close(grad, expected)
+    # Per-token form with a mask gives the same, and the halves of a group split across processes add up to it.
+    tokens = torch.stack([logps, torch.zeros_like(logps)], dim=1)  # (G, 2): second token masked out
+    mask = torch.tensor([[1.0, 0.0]] * 4, dtype=torch.float64)
+    halves = [
+        pass1_gradient(tokens[s], coef[s], [theta], num_generations=4, mask=mask[s], retain_graph=True)[0]
+        for s in (slice(0, 2), slice(2, 4))
+    ]
+    torch.testing.assert_close(halves[0] + halves[1], expected)

@@ -87,7 +87,7 @@ def test_summary_matches_brute_force(objectives, tmp_path):
 
 
 def test_objective_commands_are_valid_and_differ_only_in_objective(objectives, capsys):
-    from trl_passk.evaluation import make_parser
+    from trl_passk.scripts.eval import make_parser
     from trl_passk.scripts.grpo import main as grpo_main
 
     args = objectives.parse_args(["--objectives", ",".join(objectives.OBJECTIVES)])

@@ -185,12 +185,12 @@ def test_untested_trl_is_refused_with_one_line_naming_versions(monkeypatch):
     for version in ("1.9.2", "2.0.0"):
         monkeypatch.setattr(trl, "__version__", version)
         with pytest.raises(ImportError) as error:
-            trl_passk._check_trl_version()
+            trl_passk.check_trl_version()
         message = str(error.value)
         assert "\n" not in message and f"trl {version} is installed" in message
         assert "pip install 'trl>=1.10.0,<2'" in message
     monkeypatch.setattr(trl, "__version__", "1.12.0")
-    trl_passk._check_trl_version()
+    trl_passk.check_trl_version()
 
 
 def test_seam_check_names_a_changed_method():

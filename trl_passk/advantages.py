@@ -36,6 +36,7 @@ __all__ = [
     "BINARY_ONLY_ESTIMATORS",
     "K_FREE_ESTIMATORS",
     "OBJECTIVES",
+    "RANDOM_ESTIMATORS",
     "exceeding_passk_scale",
     "get_advantage_estimator",
     "mix_objectives",

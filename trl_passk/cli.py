@@ -3,13 +3,13 @@
 ```bash
 trl-passk grpo --config recipes/smoke/config_hybrid_cpu.yaml        # train (trl_passk.scripts.grpo)
 trl-passk grpo --config <recipe.yaml> --dry-run                      # validate a recipe, load nothing
-trl-passk eval --help                                                # pass@k evaluation (trl_passk.evaluation)
-trl-passk diagnose --help                                            # prompt interference of a dataset
+trl-passk eval --help                                                # pass@k evaluation (trl_passk.scripts.eval)
+trl-passk diagnose --help                                            # prompt interference (trl_passk.scripts.diagnose)
 accelerate launch --config_file recipes/accelerate_configs/ddp.yaml -m trl_passk.cli grpo --config <recipe.yaml>
 ```
 
-Each sub-command lives in its own module exposing `make_parser(subparsers=None)` and `main(argv=None) -> int`; the
-modules are imported only when their command runs.
+Each sub-command lives in its own module under `trl_passk/scripts/` exposing `make_parser(subparsers=None, prog=None)`
+(a `TrlParser`) and `main(argv=None) -> int`; the modules are imported only when their command runs.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 # name -> (module, one-line help)
 COMMANDS = {
     "grpo": ("trl_passk.scripts.grpo", "Train with PassKGRPOTrainer from a YAML recipe (like `trl grpo`)"),
-    "eval": ("trl_passk.evaluation", "Evaluate pass@k of a model on a dataset (n samples per problem)"),
+    "eval": ("trl_passk.scripts.eval", "Evaluate pass@k of a model on a dataset (n samples per problem)"),
     "diagnose": (
         "trl_passk.scripts.diagnose",
         "Score a dataset's prompts for pass@k/pass@1 gradient interference (Barakat et al. 2026)",

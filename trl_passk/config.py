@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from . import check_trl_version
 from .advantages import ADVANTAGE_ESTIMATORS, OBJECTIVES, estimator_options
+
+check_trl_version()  # also when this module is imported directly, not through trl_passk.PassKGRPOConfig
 
 SCHEDULES = ("constant", "linear", "step")
 PASSK_REWARDS = ("success", "combined")

@@ -23,6 +23,7 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 _DEFAULT = object()  # sentinel: "use DEFAULT_SYSTEM_PROMPT" (None means "no system prompt")
 
+# How `map_columns` reads the gold answer; the one list the command-line options offer.
 ANSWER_FORMATS = ("gsm8k", "math", "raw")
 
 
@@ -113,6 +114,7 @@ def make_reasoning_gym_dataset(
     return dataset.train_test_split(test_size=n_test, seed=seed, shuffle=True)
 
 
+REASONING_GYM_PREFIXES = ("reasoning_gym:", "reasoning-gym:", "rg:")
 _SOURCE_RE = re.compile(r"^(?:reasoning[_-]gym|rg):(?P<task>[A-Za-z0-9_]+)(?:\?(?P<query>.*))?$")
 
 
@@ -163,6 +165,29 @@ def load_reasoning_gym_source(source: str, **overrides) -> datasets.Dataset | da
 def is_reasoning_gym_source(source: str) -> bool:
     """Whether `source` is a `reasoning_gym:<task>...` alias (see [`load_reasoning_gym_source`])."""
     return bool(_SOURCE_RE.match(source.strip()))
+
+
+def check_reasoning_gym_source(source: str) -> str:
+    """
+    Check a reasoning-gym alias without building it: its form, and that the task is registered (with a "did you
+    mean" hint). Returns a one-line description; raises `ValueError` naming the problem.
+    """
+    import difflib
+
+    import reasoning_gym
+
+    match = _SOURCE_RE.match(source.strip())
+    if match is None:
+        raise ValueError(
+            f"{source!r} is not a valid reasoning-gym source; expected e.g. "
+            "'reasoning_gym:chain_sum?size=200&seed=1&test_size=32'."
+        )
+    task = match["task"]
+    registered = sorted(getattr(reasoning_gym.factory, "DATASETS", {}))
+    if registered and task not in registered:
+        hint = difflib.get_close_matches(task, registered, n=3)
+        raise ValueError(f"unknown reasoning-gym task {task!r}" + (f"; did you mean {hint}?" if hint else "."))
+    return f"reasoning-gym task {task!r}, built offline"
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -23,20 +23,27 @@ import os
 import numpy as np
 import torch
 
-from .interference import CountSketch, interference_stats_from_sketches, loo_coefficients, passk_prompt_weights
+from .evaluation import SamplingParams, TransformersBackend, check_dataset, render_prompts
+from .interference import (
+    CountSketch,
+    interference_stats_from_sketches,
+    loo_coefficients,
+    pass1_gradient,
+    passk_prompt_weights,
+)
+from .rewards import get_reward_func
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["diagnose_prompts", "plot_agreement"]
 
 
-def _sequence_gradient_sketch(model, params, sketch, prompt_ids, completions, coef, G) -> torch.Tensor:
-    """Sketch of ``grad (1/G) sum_i coef_i log pi(y_i | x)`` for one prompt (token id lists)."""
+def _prompt_gradient(model, params, prompt_ids: list[int], completions: list[list[int]], coef, G: int):
+    """``grad (1/G) sum_i coef_i log pi(y_i | x)`` for one prompt (token id lists), via
+    [`~interference.pass1_gradient`]."""
     device = next(model.parameters()).device
-    lengths = [len(c) for c in completions]
-    T = max(max(lengths), 1)
-    pad = 0
-    ids = torch.full((len(completions), len(prompt_ids) + T), pad, dtype=torch.long)
+    T = max(max(len(c) for c in completions), 1)
+    ids = torch.zeros((len(completions), len(prompt_ids) + T), dtype=torch.long)  # padded with token 0, masked out
     mask = torch.zeros_like(ids)
     completion_mask = torch.zeros(len(completions), T)
     for row, tokens in enumerate(completions):
@@ -47,10 +54,8 @@ def _sequence_gradient_sketch(model, params, sketch, prompt_ids, completions, co
     ids, mask, completion_mask = ids.to(device), mask.to(device), completion_mask.to(device)
     with torch.enable_grad():
         logits = model(input_ids=ids, attention_mask=mask).logits[:, len(prompt_ids) - 1 : -1].float()
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, len(prompt_ids) :, None]).squeeze(-1)
-        objective = (coef.to(device) * (logp * completion_mask).sum(dim=1)).sum() / G
-        grads = torch.autograd.grad(objective, params, allow_unused=True)
-    return sketch(grads).cpu()
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, len(prompt_ids) :, None]).squeeze(-1)  # (G, T)
+        return pass1_gradient(logp, coef, params, num_generations=G, mask=completion_mask)
 
 
 def diagnose_prompts(
@@ -71,6 +76,7 @@ def diagnose_prompts(
     seed: int = 0,
     output_dir: str | None = None,
     progress: bool = True,
+    backend=None,
 ) -> dict:
     """Score every prompt of ``dataset`` for pass@k/pass@1 gradient interference under ``model``.
 
@@ -82,19 +88,17 @@ def diagnose_prompts(
         num_generations (`int`): ``G`` samples per prompt. k (`int`): the k of pass@k (``k <= G``).
         sketch_dim (`int`): count-sketch dimension. threshold (`float`): flag when the agreement cosine is below it.
         output_dir (`str`, *optional*): where results go; an existing partial run there is resumed.
+        backend (`trl_passk.evaluation.GenerationBackend`, *optional*): replaces
+            `TransformersBackend(model, tokenizer, batch_size=num_generations * prompts_per_batch)`.
 
     Returns:
         `dict`: the summary (``alignment_cos``, ``negative_frac``, ``flagged`` (a count), ``flagged_frac``, ...) and
         ``per_prompt``: lists ``index``, ``success_rate``, ``agreement_cos``, ``flagged``.
     """
-    from transformers import GenerationConfig
-
-    from .evaluation import _check_dataset, _generate_chunk, _prompt_text, _resolve_reward
-
     if not 1 <= k <= num_generations:
         raise ValueError(f"k={k} must satisfy 1 <= k <= num_generations ({num_generations}).")
-    reward_func = _resolve_reward(reward_func)
-    _check_dataset(dataset, reward_func)
+    reward_func = get_reward_func(reward_func)
+    check_dataset(dataset, reward_func)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(
@@ -105,33 +109,23 @@ def diagnose_prompts(
     done = {row["index"] for row in rows}
     todo = [i for i in range(len(dataset)) if i not in done]
     sketch = CountSketch(sketch_dim, seed=seed)
-    eos = tokenizer.eos_token_id
-    generation_config = GenerationConfig(
-        do_sample=True,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
-        eos_token_id=eos,
-    )
+    backend = backend or TransformersBackend(model, tokenizer, batch_size=num_generations * prompts_per_batch)
+    # top_k=None: the backend's default (transformers' GenerationConfig samples with top_k=50)
+    sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=None, max_new_tokens=max_new_tokens)
     columns = [c for c in dataset.column_names if c != "prompt"]
     model.eval()  # no dropout: the gradient of the policy that samples
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(dataset), initial=len(done), desc="diagnose", unit="prompt", disable=not progress)
     files = _open_progress(output_dir)
-    warned: list = []
     try:
         for start in range(0, len(todo), prompts_per_batch):
             chunk = todo[start : start + prompts_per_batch]
             examples = [dataset[i] for i in chunk]
-            texts = [_prompt_text(ex["prompt"], tokenizer, warned) for ex in examples]
-            torch.manual_seed(seed * 1_000_003 + chunk[0])
-            generated = _generate_chunk(
-                model, tokenizer, texts, num_generations, num_generations * prompts_per_batch, generation_config
-            )
+            texts = render_prompts([ex["prompt"] for ex in examples], tokenizer)
+            generated = backend(texts, num_generations, sampling, seed * 1_000_003 + chunk[0])
             for index, example, text, samples in zip(chunk, examples, texts, generated):
-                completions = [s[0] for s in samples]
+                completions = [s.text for s in samples]
                 if not isinstance(example["prompt"], str):
                     completions = [[{"role": "assistant", "content": c}] for c in completions]
                 kwargs = {c: [example[c]] * num_generations for c in columns}
@@ -143,8 +137,8 @@ def diagnose_prompts(
                 coef = loo_coefficients(success[None])[0]
                 if coef.abs().sum() > 0:
                     prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-                    tokens = [list(s[1]) for s in samples]
-                    z = _sequence_gradient_sketch(model, params, sketch, prompt_ids, tokens, coef, num_generations)
+                    tokens = [list(s.token_ids) for s in samples]
+                    z = sketch(_prompt_gradient(model, params, prompt_ids, tokens, coef, num_generations)).cpu()
                 else:
                     z = torch.zeros(sketch_dim)  # every sample scored alike: the estimate is exactly 0
                 row = {

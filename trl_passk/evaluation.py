@@ -2,13 +2,16 @@ r"""
 Pass@k evaluation: sample `n` completions per problem, score them with a verifiable reward, and report unbiased
 pass@k curves with bootstrap confidence intervals, majority-vote accuracy, plots, and a resumable sample log.
 
-- [`evaluate_pass_at_k`]: the evaluator (batched `model.generate`, seeded, resumable with `output_dir`).
+- [`evaluate_pass_at_k`]: the evaluator (seeded, resumable with `output_dir`).
 - [`compute_metrics`]: metrics from sample records (what `evaluate_pass_at_k` returns; also usable on a saved
   `samples.jsonl`).
 - [`compare_runs`]: overlay the pass@k curves of several runs (base vs pass@1-trained vs pass@k-trained) in one PNG.
 - [`PassKEvalCallback`]: a `TrainerCallback` that runs the evaluator every `every_n_steps` and logs
   `eval_passk/pass@{k}`.
-- [`make_parser`] / [`main`]: the `trl-passk eval` sub-command (also runnable standalone).
+- [`TransformersBackend`]: the generation backend (batched `model.generate`). Generation is one seam: any callable
+  `backend(texts, n, sampling, seed) -> list[list[Sample]]` can replace it (`evaluate_pass_at_k(..., backend=...)`).
+
+The `trl-passk eval` command line is `trl_passk.scripts.eval`.
 
 Metric definitions (all per problem first, then averaged over problems with equal weight):
 
@@ -25,21 +28,16 @@ Metric definitions (all per problem first, then averaged over problems with equa
   `bootstrap_resamples` times, seeded by `seed`), at level `ci_level`.
 
 Determinism and resuming: problems are sorted by prompt length and cut into fixed chunks of
-`max(1, batch_size // n)` problems; each chunk is generated with the torch RNG seeded from `(seed, chunk index)`.
-With `output_dir`, every finished problem is appended to `samples.jsonl` (flushed); a rerun with the same settings
-skips the problems already there and regenerates only the missing ones, chunk by chunk, with the same seeds, so an
-interrupted run ends with the same samples (same hardware and batch size) and the same metrics as an uninterrupted
-one.
-
-Backend: transformers `generate`. A vLLM backend is future work (not offered, so nothing pretends to be tested).
+`max(1, batch_size // n)` problems; each chunk is generated with the seed `(seed, chunk index)`. With `output_dir`,
+every finished problem is appended to `samples.jsonl` (flushed); a rerun with the same settings skips the problems
+already there and regenerates only the missing ones, chunk by chunk, with the same seeds, so an interrupted run ends
+with the same samples (same hardware and batch size) and the same metrics as an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
-import inspect
 import itertools
 import json
 import logging
@@ -47,26 +45,31 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from trl_passk.estimators import pass_at_k_groups
+from trl_passk.rewards import check_reward_columns, get_reward_func, reward_func_label
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "PassKEvalCallback",
+    "Sample",
+    "SamplingParams",
+    "TransformersBackend",
     "bootstrap_ci",
+    "check_dataset",
     "compare_runs",
     "compute_metrics",
     "evaluate_pass_at_k",
     "load_samples",
-    "main",
     "majority_at_k",
-    "make_parser",
-    "required_reward_columns",
+    "parse_ks",
+    "render_prompts",
 ]
 
 SAMPLES_FILE = "samples.jsonl"
@@ -75,8 +78,6 @@ METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
 PLOT_FILE = "pass_at_k.png"
 
-# Arguments TRL passes to every reward function itself: never dataset columns.
-_TRL_REWARD_ARGS = {"self", "completions", "prompts", "completion_ids", "trainer_state", "log_extra", "log_metric"}
 # Settings that change what is sampled: a resumed run must use the same ones.
 _RESUME_KEYS = ("n", "temperature", "top_p", "top_k", "max_new_tokens", "seed", "dataset_fingerprint")
 
@@ -86,47 +87,25 @@ _RESUME_KEYS = ("n", "temperature", "top_p", "top_k", "max_new_tokens", "seed", 
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _resolve_reward(reward_func: Callable | str) -> Callable:
-    if isinstance(reward_func, str):
-        from trl_passk.rewards import get_reward_func
-
-        return get_reward_func(reward_func)  # ValueError listing the registered names
-    if not callable(reward_func):
-        raise TypeError(f"reward_func must be a callable or a registered name, got {type(reward_func).__name__}")
-    return reward_func
-
-
-def _reward_name(reward_func: Callable) -> str:
-    return getattr(reward_func, "__name__", None) or type(reward_func).__name__
-
-
-def required_reward_columns(reward_func: Callable) -> list[str]:
+def parse_ks(ks: Sequence[int] | str | None, n: int) -> list[int]:
     """
-    Dataset columns a reward function needs: its parameters without a default, other than those TRL passes itself
-    (`completions`, `prompts`, `completion_ids`, `trainer_state`, ...).
+    The sorted, de-duplicated k values of a pass@k report from `n` samples per problem.
+
+    Args:
+        ks (`Sequence[int]`, `str` such as `"1,4,8"`, or `None` for the powers of two up to `n`, plus `n`).
+        n (`int`): samples per problem; every k must satisfy `1 <= k <= n`.
+
+    Raises:
+        `ValueError` naming the bad value and the fix.
 
     Example:
 
     ```python
-    >>> def reward(completions, solution, answer=None, **kwargs): ...
-    >>> required_reward_columns(reward)
-    ['solution']
+    >>> parse_ks("8, 1,4", n=8), parse_ks(None, n=6)
+    ([1, 4, 8], [1, 2, 4, 6])
 
     ```
     """
-    try:
-        signature = inspect.signature(reward_func)
-    except (TypeError, ValueError):  # builtins and exotic callables: nothing we can check
-        return []
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [
-        name
-        for name, param in signature.parameters.items()
-        if param.kind in kinds and param.default is inspect.Parameter.empty and name not in _TRL_REWARD_ARGS
-    ]
-
-
-def _parse_ks(ks: Sequence[int] | str | None, n: int) -> list[int]:
     if n < 1:
         raise ValueError(f"n must be >= 1, got n={n}")
     if ks is None:  # powers of two up to n, plus n
@@ -149,20 +128,16 @@ def _parse_ks(ks: Sequence[int] | str | None, n: int) -> list[int]:
     return ks
 
 
-def _check_dataset(dataset, reward_func: Callable) -> None:
+def check_dataset(dataset, reward_func: Callable) -> None:
+    """Raise `ValueError` (naming the fix) unless `dataset` has a `prompt` column, every column `reward_func` needs
+    ([`~rewards.required_reward_columns`]) and at least one row."""
     columns = list(getattr(dataset, "column_names", None) or [])
     if "prompt" not in columns:
         raise ValueError(
             f"the dataset has no 'prompt' column (columns: {columns}). Rename the prompt column to 'prompt' "
-            "(CLI: --prompt_column, which maps the dataset with trl_passk.data.map_columns)."
+            "(command line: --prompt_column, which maps the dataset with trl_passk.data.map_columns)."
         )
-    missing = [column for column in required_reward_columns(reward_func) if column not in columns]
-    if missing:
-        raise ValueError(
-            f"reward {_reward_name(reward_func)!r} needs dataset column(s) {missing}, but the dataset has columns "
-            f"{columns}. Add the column(s) (CLI: --answer_column/--answer_format map the gold answer to 'solution') "
-            "or use a reward that matches this dataset."
-        )
+    check_reward_columns([reward_func], columns)
     if len(dataset) == 0:
         raise ValueError("the dataset is empty: nothing to evaluate")
 
@@ -304,7 +279,7 @@ def compute_metrics(
     if len(sizes) != 1:
         raise ValueError(f"every problem must have the same number of samples, got sizes {sorted(sizes)}")
     n = sizes.pop()
-    ks = _parse_ks(ks, n)
+    ks = parse_ks(ks, n)
 
     rewards = np.array(
         [[math.nan if r is None else float(r) for r in record["rewards"]] for record in records], dtype=np.float64
@@ -485,7 +460,142 @@ def compare_runs(dirs: list[str], output: str, labels: list[str] | None = None) 
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Generation
+# Generation: the backend seam
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class Sample(NamedTuple):
+    """One generated completion: decoded `text` (special tokens skipped), its `token_ids` (up to and including EOS)
+    and whether it was `truncated` at `max_new_tokens`."""
+
+    text: str
+    token_ids: list[int]
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """
+    What a generation backend samples with.
+
+    Args:
+        temperature (`float`, defaults to `1.0`): `0` means greedy decoding.
+        top_p (`float`, defaults to `1.0`).
+        top_k (`int` or `None`, defaults to `0`): `0` turns top-k off; `None` leaves the backend's default.
+        max_new_tokens (`int`, defaults to `64`).
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int | None = 0
+    max_new_tokens: int = 64
+
+
+GenerationBackend = Callable[[list[str], int, SamplingParams, int], list[list[Sample]]]
+"""`backend(texts, n, sampling, seed) -> samples`: `n` completions of each prompt text (chat template already applied),
+`samples[i]` the `n` [`Sample`]s of `texts[i]`, drawn reproducibly from `seed`. The seam another backend (vLLM)
+replaces."""
+
+
+class TransformersBackend:
+    """
+    The default [`GenerationBackend`]: batched `model.generate`, at most `batch_size` sequences per call, prompts
+    left-padded. Each call seeds torch's RNG with `seed`, puts the model in eval mode, and restores both (the global
+    RNG state and the model's training mode) afterwards.
+
+    Example:
+
+    ```python
+    backend = TransformersBackend(model, tokenizer, batch_size=32)
+    samples = backend(render_prompts(["What is 2 + 3?"], tokenizer), 4, SamplingParams(max_new_tokens=8), seed=0)
+    ```
+    """
+
+    def __init__(self, model, tokenizer, batch_size: int = 64):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    def generation_config(self, sampling: SamplingParams):
+        from transformers import GenerationConfig
+
+        tokenizer = self.tokenizer
+        greedy = sampling.temperature == 0
+        options = {"do_sample": not greedy, "temperature": None, "top_p": None, "top_k": None}
+        if not greedy:
+            options.update(temperature=sampling.temperature, top_p=sampling.top_p)
+            if sampling.top_k is not None:
+                options["top_k"] = sampling.top_k
+            else:
+                del options["top_k"]  # the GenerationConfig default
+        return GenerationConfig(
+            max_new_tokens=sampling.max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            use_cache=True,
+            **options,
+        )
+
+    @torch.no_grad()
+    def __call__(self, texts: list[str], n: int, sampling: SamplingParams, seed: int) -> list[list[Sample]]:
+        model, tokenizer = self.model, self.tokenizer
+        generation_config = self.generation_config(sampling)
+        device = next(model.parameters()).device
+        encoded = tokenizer(texts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt")
+        input_ids = encoded["input_ids"].repeat_interleave(n, dim=0)  # (len(texts) * n, L): each prompt n times
+        attention_mask = encoded["attention_mask"].repeat_interleave(n, dim=0)
+        eos = generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+
+        was_training = model.training
+        rng_state = torch.get_rng_state()
+        cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        model.eval()
+        torch.manual_seed(seed)
+        samples = []
+        try:
+            for start in range(0, input_ids.shape[0], self.batch_size):
+                ids = input_ids[start : start + self.batch_size].to(device)
+                mask = attention_mask[start : start + self.batch_size].to(device)
+                output = model.generate(input_ids=ids, attention_mask=mask, generation_config=generation_config)
+                for row in output[:, ids.shape[1] :].tolist():  # completion tokens, padded after EOS
+                    end = next((i + 1 for i, token in enumerate(row) if token in eos_ids), None)
+                    tokens = row[:end] if end is not None else row
+                    samples.append(Sample(tokenizer.decode(tokens, skip_special_tokens=True), tokens, end is None))
+        finally:
+            model.train(was_training)
+            torch.set_rng_state(rng_state)
+            if cuda_states is not None:
+                torch.cuda.set_rng_state_all(cuda_states)
+        return [samples[i * n : (i + 1) * n] for i in range(len(texts))]
+
+
+def render_prompts(prompts: Sequence, tokenizer) -> list[str]:
+    """Prompt texts to generate from: plain strings as they are; conversations (lists of messages) through the
+    tokenizer's chat template (continuing a final assistant message), or joined with newlines when it has none."""
+    texts, warned = [], False
+    for prompt in prompts:
+        if isinstance(prompt, str):
+            texts.append(prompt)
+        elif getattr(tokenizer, "chat_template", None):
+            continue_final = bool(prompt) and prompt[-1].get("role") == "assistant"
+            texts.append(
+                tokenizer.apply_chat_template(
+                    prompt,
+                    tokenize=False,
+                    add_generation_prompt=not continue_final,
+                    continue_final_message=continue_final,
+                )
+            )
+        else:
+            if not warned:
+                logger.warning("the tokenizer has no chat template: joining the message contents with newlines")
+                warned = True
+            texts.append("\n".join(str(message.get("content", "")) for message in prompt))
+    return texts
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The evaluator
 # ---------------------------------------------------------------------------------------------------------------------
 
 
@@ -504,20 +614,6 @@ def _default_extractor(reward_func: Callable) -> Callable[[str], str | None]:
     return rewards.extract_final_answer
 
 
-def _prompt_text(prompt, tokenizer, warned: list) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    if getattr(tokenizer, "chat_template", None):
-        continue_final = bool(prompt) and prompt[-1].get("role") == "assistant"
-        return tokenizer.apply_chat_template(
-            prompt, tokenize=False, add_generation_prompt=not continue_final, continue_final_message=continue_final
-        )
-    if not warned:
-        logger.warning("the tokenizer has no chat template: joining the message contents with newlines")
-        warned.append(True)
-    return "\n".join(str(message.get("content", "")) for message in prompt)
-
-
 def _as_reward(value) -> float | None:
     if value is None:
         return None
@@ -525,35 +621,61 @@ def _as_reward(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _chunks(order: list[int], per_chunk: int) -> list[list[int]]:
-    return [order[i : i + per_chunk] for i in range(0, len(order), per_chunk)]
-
-
 def _chunk_seed(seed: int, chunk_id: int) -> int:
     return int(np.random.SeedSequence([seed, chunk_id]).generate_state(1, dtype=np.uint64)[0] % (2**63))
 
 
-@torch.no_grad()
-def _generate_chunk(model, tokenizer, texts: list[str], n: int, batch_size: int, generation_config) -> list[list]:
-    """`n` sampled completions for each of `texts`, at most `batch_size` sequences per `generate` call.
-    Returns per text a list of `(text, token_ids, truncated)`."""
-    device = next(model.parameters()).device
-    encoded = tokenizer(texts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt")
-    input_ids = encoded["input_ids"].repeat_interleave(n, dim=0)  # (len(texts) * n, L): each prompt n times
-    attention_mask = encoded["attention_mask"].repeat_interleave(n, dim=0)
-    eos = generation_config.eos_token_id
-    eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
-    results = []
-    for start in range(0, input_ids.shape[0], batch_size):
-        ids = input_ids[start : start + batch_size].to(device)
-        mask = attention_mask[start : start + batch_size].to(device)
-        output = model.generate(input_ids=ids, attention_mask=mask, generation_config=generation_config)
-        for row in output[:, ids.shape[1] :].tolist():  # completion tokens, padded after EOS
-            end = next((i + 1 for i, token in enumerate(row) if token in eos_ids), None)
-            tokens = row[:end] if end is not None else row
-            text = tokenizer.decode(tokens, skip_special_tokens=True)
-            results.append((text, tokens, end is None))
-    return [results[i * n : (i + 1) * n] for i in range(len(texts))]
+def _resume(output_dir: str, config: dict, num_problems: int) -> dict[int, dict]:
+    """Write `run_config.json` and return the problems already in `samples.jsonl` (`{index: record}`); refuse to mix
+    samples drawn with other settings."""
+    os.makedirs(output_dir, exist_ok=True)
+    samples_path = os.path.join(output_dir, SAMPLES_FILE)
+    config_path = os.path.join(output_dir, RUN_CONFIG_FILE)
+    if os.path.exists(config_path):
+        with open(config_path) as handle:
+            previous = json.load(handle)
+        changed = {key: (previous.get(key), config[key]) for key in _RESUME_KEYS if previous.get(key) != config[key]}
+        if changed and os.path.exists(samples_path) and os.path.getsize(samples_path) > 0:
+            raise ValueError(
+                f"{output_dir} holds samples drawn with different settings {{name: (saved, now)}}: {changed}. "
+                "Use a new output_dir, or the saved settings to resume."
+            )
+        if previous.get("batch_size") != config["batch_size"]:
+            logger.warning(
+                "resuming with batch_size=%s instead of %s: samples stay valid but are not bit-identical to an "
+                "uninterrupted run",
+                config["batch_size"],
+                previous.get("batch_size"),
+            )
+    with open(config_path, "w") as handle:
+        json.dump(config, handle, indent=2)
+    done = {i: r for i, r in load_samples(samples_path, repair=True).items() if 0 <= i < num_problems}
+    if done:
+        logger.info("%s: resuming, %d/%d problems already sampled", output_dir, len(done), num_problems)
+    return done
+
+
+def _score(reward_func, prompts: list, columns: dict, chunk: list[int], samples: list[list[Sample]], n: int) -> list:
+    """Rewards of a chunk's completions, called as TRL calls a reward (conversational completions for chat prompts,
+    every other dataset column repeated per completion)."""
+    completions = [
+        [{"role": "assistant", "content": sample.text}] if not isinstance(prompts[i], str) else sample.text
+        for i, group in zip(chunk, samples)
+        for sample in group
+    ]
+    rewards = reward_func(
+        prompts=[prompts[i] for i in chunk for _ in range(n)],
+        completions=completions,
+        completion_ids=[sample.token_ids for group in samples for sample in group],
+        **{name: [values[i] for i in chunk for _ in range(n)] for name, values in columns.items()},
+    )
+    rewards = list(rewards)
+    if len(rewards) != len(completions):
+        raise ValueError(
+            f"reward {reward_func_label(reward_func)!r} returned {len(rewards)} values for {len(completions)} "
+            "completions"
+        )
+    return rewards
 
 
 def evaluate_pass_at_k(
@@ -578,14 +700,16 @@ def evaluate_pass_at_k(
     bootstrap_resamples: int = 1000,
     ci_level: float = 0.95,
     title: str | None = None,
+    backend: GenerationBackend | None = None,
 ) -> dict:
     """
     Sample `n` completions per problem, score them with `reward_func`, and return unbiased pass@k, maj@k, mean reward
     and bootstrap confidence intervals (definitions in the module docstring).
 
     Args:
-        model (`PreTrainedModel`, possibly PEFT-wrapped): put in eval mode during the call (its training mode is
-            restored afterwards). The global torch RNG state is restored too.
+        model (`PreTrainedModel`, possibly PEFT-wrapped): generates through [`TransformersBackend`] unless `backend`
+            is given; put in eval mode during generation (its training mode is restored afterwards), and the global
+            torch RNG state is restored too.
         tokenizer (`PreTrainedTokenizerBase`): prompts are left-padded; chat prompts (lists of messages) go through
             its chat template.
         dataset (`datasets.Dataset`): a `prompt` column (list of messages or plain string) plus every column the
@@ -613,6 +737,7 @@ def evaluate_pass_at_k(
             `reasoning_gym_accuracy`), else [`~rewards.extract_final_answer`].
         bootstrap_resamples (`int`, defaults to `1000`), ci_level (`float`, defaults to `0.95`): the bootstrap.
         title (`str`, *optional*): legend label of the plot.
+        backend ([`GenerationBackend`], *optional*): replaces `TransformersBackend(model, tokenizer, batch_size)`.
 
     Returns:
         `dict`: see [`compute_metrics`], plus `"run"` (`reward`, settings, and this call's generation throughput).
@@ -630,14 +755,16 @@ def evaluate_pass_at_k(
     ```
     """
     # --- checks, before any generation -------------------------------------------------------------------------
-    ks = _parse_ks(ks, n)
-    reward_func = _resolve_reward(reward_func)
-    _check_dataset(dataset, reward_func)
+    ks = parse_ks(ks, n)
+    reward_func = get_reward_func(reward_func)
+    check_dataset(dataset, reward_func)
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"batch_size and max_new_tokens must be >= 1, got {batch_size} and {max_new_tokens}")
     if temperature < 0 or not 0 < top_p <= 1:
         raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got temperature={temperature}, top_p={top_p}")
     extractor = answer_extractor or _default_extractor(reward_func)
+    backend = backend or TransformersBackend(model, tokenizer, batch_size)
+    sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens)
     prompts = list(dataset["prompt"])
     columns = {name: list(dataset[name]) for name in dataset.column_names if name != "prompt"}
     config = {
@@ -649,136 +776,63 @@ def evaluate_pass_at_k(
         "seed": seed,
         "batch_size": batch_size,
         "dataset_fingerprint": _fingerprint(prompts),
-        "reward": _reward_name(reward_func),
+        "reward": reward_func_label(reward_func),
     }
+    done = _resume(output_dir, config, len(prompts)) if output_dir is not None else {}
 
-    # --- resume ----------------------------------------------------------------------------------------------------
-    done: dict[int, dict] = {}
-    samples_path = None
-    if output_dir is not None:
-        os.makedirs(output_dir, exist_ok=True)
-        samples_path = os.path.join(output_dir, SAMPLES_FILE)
-        config_path = os.path.join(output_dir, RUN_CONFIG_FILE)
-        if os.path.exists(config_path):
-            with open(config_path) as handle:
-                previous = json.load(handle)
-            changed = {
-                key: (previous.get(key), config[key]) for key in _RESUME_KEYS if previous.get(key) != config[key]
-            }
-            if changed and os.path.exists(samples_path) and os.path.getsize(samples_path) > 0:
-                raise ValueError(
-                    f"{output_dir} holds samples drawn with different settings {{name: (saved, now)}}: {changed}. "
-                    "Use a new output_dir, or the saved settings to resume."
-                )
-            if previous.get("batch_size") != batch_size:
-                logger.warning(
-                    "resuming with batch_size=%s instead of %s: samples stay valid but are not bit-identical to an "
-                    "uninterrupted run",
-                    batch_size,
-                    previous.get("batch_size"),
-                )
-        with open(config_path, "w") as handle:
-            json.dump(config, handle, indent=2)
-        done = {i: r for i, r in load_samples(samples_path, repair=True).items() if 0 <= i < len(prompts)}
-        if done:
-            logger.info("%s: resuming, %d/%d problems already sampled", output_dir, len(done), len(prompts))
-
-    # --- generation --------------------------------------------------------------------------------------------
-    from transformers import GenerationConfig
-
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    greedy = temperature == 0
-    generation_config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=not greedy,
-        temperature=None if greedy else temperature,
-        top_p=None if greedy else top_p,
-        top_k=None if greedy else top_k,
-        pad_token_id=pad_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        use_cache=True,
-    )
-    warned: list = []
-    texts = [_prompt_text(prompt, tokenizer, warned) for prompt in prompts]
+    # --- generation, chunk by chunk (similar prompt lengths together: less padding) -------------------------------
+    texts = render_prompts(prompts, tokenizer)
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))  # similar lengths together: less padding
-    chunks = _chunks(order, max(1, batch_size // n))
-
-    was_training = model.training
-    model.eval()
-    rng_state = torch.get_rng_state()
-    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    bar = None
+    order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
+    per_chunk = max(1, batch_size // n)
+    chunks = [order[i : i + per_chunk] for i in range(0, len(order), per_chunk)]
     generated, gen_seconds = 0, 0.0
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(prompts), initial=len(done), desc=desc, unit="problem", dynamic_ncols=True)
-    handle = open(samples_path, "a", encoding="utf-8") if samples_path else None
+    handle = open(os.path.join(output_dir, SAMPLES_FILE), "a", encoding="utf-8") if output_dir else None
     try:
         for chunk_id, chunk in enumerate(chunks):
             if all(i in done for i in chunk):
                 continue
             # The whole chunk is regenerated, seeded by its id, so a partly written chunk resumes identically.
-            torch.manual_seed(_chunk_seed(seed, chunk_id))
             start = time.perf_counter()
-            outputs = _generate_chunk(model, tokenizer, [texts[i] for i in chunk], n, batch_size, generation_config)
+            samples = backend([texts[i] for i in chunk], n, sampling, _chunk_seed(seed, chunk_id))
             gen_seconds += time.perf_counter() - start
             generated += n * len(chunk)
-
-            chat = [not isinstance(prompts[i], str) for i in chunk]
-            completions = [
-                [{"role": "assistant", "content": text}] if is_chat else text
-                for is_chat, samples in zip(chat, outputs)
-                for text, _, _ in samples
-            ]
-            rewards = reward_func(
-                prompts=[prompts[i] for i in chunk for _ in range(n)],
-                completions=completions,
-                completion_ids=[tokens for samples in outputs for _, tokens, _ in samples],
-                **{name: [values[i] for i in chunk for _ in range(n)] for name, values in columns.items()},
-            )
-            rewards = list(rewards)
-            if len(rewards) != len(completions):
-                raise ValueError(
-                    f"reward {config['reward']!r} returned {len(rewards)} values for {len(completions)} completions"
-                )
-            new = 0
-            for j, (i, samples) in enumerate(zip(chunk, outputs)):
+            rewards = _score(reward_func, prompts, columns, chunk, samples, n)
+            new = [i for i in chunk if i not in done]
+            for j, (i, group) in enumerate(zip(chunk, samples)):
                 if i in done:
                     continue
-                new += 1
-                texts_i = [text for text, _, _ in samples]
-                record = {
+                completions = [sample.text for sample in group]
+                done[i] = {
                     "index": i,
                     "prompt": prompts[i],
-                    "completions": texts_i,
+                    "completions": completions,
                     "rewards": [_as_reward(r) for r in rewards[j * n : (j + 1) * n]],
-                    "answers": [extractor(text) for text in texts_i],
-                    "num_tokens": [len(tokens) for _, tokens, _ in samples],
-                    "truncated": [truncated for _, _, truncated in samples],
+                    "answers": [extractor(text) for text in completions],
+                    "num_tokens": [len(sample.token_ids) for sample in group],
+                    "truncated": [sample.truncated for sample in group],
                 }
-                done[i] = record
                 if handle is not None:
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    handle.write(json.dumps(done[i], ensure_ascii=False) + "\n")
                     handle.flush()
             if bar is not None:
-                bar.update(new)
+                bar.update(len(new))
                 bar.set_postfix(completions_per_s=f"{generated / max(gen_seconds, 1e-9):.1f}")
     finally:
         if handle is not None:
             handle.close()
         if bar is not None:
             bar.close()
-        torch.set_rng_state(rng_state)
-        if cuda_states is not None:
-            torch.cuda.set_rng_state_all(cuda_states)
-        model.train(was_training)
 
     # --- metrics and outputs ---------------------------------------------------------------------------------------
+    records = list(done.values())
     metrics = compute_metrics(
-        list(done.values()),
+        records,
         ks,
         success_threshold=success_threshold,
         answer_extractor=extractor,
@@ -786,7 +840,6 @@ def evaluate_pass_at_k(
         ci_level=ci_level,
         seed=seed,
     )
-    records = list(done.values())
     metrics["mean_completion_tokens"] = float(np.mean([t for r in records for t in r.get("num_tokens", [])] or [0]))
     metrics["truncated_frac"] = float(np.mean([t for r in records for t in r.get("truncated", [])] or [0]))
     metrics["run"] = {
@@ -844,9 +897,9 @@ class PassKEvalCallback(_TrainerCallback):
     ):
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
-        self.ks = _parse_ks(ks, n)  # fail at construction, not after the first training steps
-        self.reward_func = _resolve_reward(reward_func)
-        _check_dataset(eval_dataset, self.reward_func)
+        self.ks = parse_ks(ks, n)  # fail at construction, not after the first training steps
+        self.reward_func = get_reward_func(reward_func)
+        check_dataset(eval_dataset, self.reward_func)
         self.eval_dataset = eval_dataset
         self.every_n_steps = every_n_steps
         self.n = n
@@ -886,218 +939,3 @@ class PassKEvalCallback(_TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         self._evaluate(args, state, kwargs)
         return control
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Command line: trl-passk eval
-# ---------------------------------------------------------------------------------------------------------------------
-
-_DESCRIPTION = """\
-Sample n completions per problem, score them with a verifiable reward and write unbiased pass@k (with bootstrap
-confidence intervals), maj@k, samples.jsonl (resumable), metrics.json, metrics.csv and pass_at_k.png.
-
-  trl-passk eval --model_name_or_path embedded:SmolLM2-135M-Instruct \\
-      --dataset 'reasoning_gym:chain_sum?size=64&seed=1&min_terms=2&max_terms=2' --n 16 --k 1,2,4,8,16 \\
-      --max_new_tokens 24 --output_dir runs/eval_base
-  trl-passk eval --compare runs/eval_base runs/eval_pass1 runs/eval_passk -o compare.png
-
-Backend: transformers generate (a vLLM backend is future work).
-"""
-
-
-def make_parser(subparsers=None, prog: str | None = None) -> argparse.ArgumentParser:
-    """The `trl-passk eval` parser, standalone or added to `subparsers` (an `argparse` sub-parsers action)."""
-    kwargs = {"description": _DESCRIPTION, "formatter_class": argparse.RawDescriptionHelpFormatter}
-    if subparsers is not None:
-        parser = subparsers.add_parser("eval", help="pass@k curves with confidence intervals", **kwargs)
-    else:
-        parser = argparse.ArgumentParser(prog=prog or "trl-passk eval", **kwargs)
-
-    # Model
-    group = parser.add_argument_group("model")
-    group.add_argument("--model_name_or_path", help="local dir, hub name, or embedded:SmolLM2-135M-Instruct")
-    group.add_argument("--adapter", help="PEFT adapter dir (or a training checkpoint dir holding one)")
-    group.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    group.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
-    # Data
-    group = parser.add_argument_group("data")
-    group.add_argument(
-        "--dataset", help="local dir (save_to_disk) or .json/.jsonl/.parquet/.csv file, hub name, or reasoning_gym:..."
-    )
-    group.add_argument("--dataset_config", help="hub dataset configuration name")
-    group.add_argument("--split", default="test", help="split to evaluate when the dataset has several")
-    group.add_argument("--max_problems", type=int, help="evaluate only the first N problems")
-    group.add_argument("--prompt_column", default="prompt", help="problem column; not 'prompt' maps the dataset")
-    group.add_argument("--answer_column", default="answer", help="gold answer column (mapped to 'solution')")
-    group.add_argument(
-        "--answer_format", choices=["gsm8k", "math", "raw"], help="how to read the gold; setting it maps the dataset"
-    )
-    group.add_argument(
-        "--system_prompt",
-        help="system message: replaces a reasoning_gym: task's default, or is added when the dataset is mapped",
-    )
-    # Reward and metrics
-    group = parser.add_argument_group("reward and metrics")
-    group.add_argument(
-        "--reward",
-        help="registered reward name or dotted path; default reasoning_gym_accuracy for reasoning_gym: datasets, "
-        "else math_accuracy",
-    )
-    group.add_argument("--success_threshold", type=float, default=1.0, help="success = reward >= this")
-    group.add_argument("--n", type=int, default=8, help="samples per problem")
-    group.add_argument("--k", default=None, help="comma-separated k values <= n (default: powers of two up to n)")
-    group.add_argument("--bootstrap_resamples", type=int, default=1000)
-    group.add_argument("--ci_level", type=float, default=0.95)
-    # Generation
-    group = parser.add_argument_group("generation")
-    group.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    group.add_argument("--top_p", type=float, default=1.0)
-    group.add_argument("--top_k", type=int, default=0, help="0 = off")
-    group.add_argument("--max_new_tokens", type=int, default=256)
-    group.add_argument("--batch_size", type=int, default=64, help="sequences per generate call")
-    group.add_argument("--seed", type=int, default=0)
-    # Output
-    group = parser.add_argument_group("output")
-    group.add_argument("--output_dir", help="where samples.jsonl, metrics.* and pass_at_k.png go (resumable)")
-    group.add_argument("--no_progress", action="store_true", help="no progress bar")
-    group.add_argument("--compare", nargs="+", metavar="DIR", help="overlay the pass@k curves of these run dirs")
-    group.add_argument("-o", "--output", help="PNG written by --compare")
-    group.add_argument("--labels", help="comma-separated legend labels for --compare")
-    return parser
-
-
-def _load_dataset(args):
-    """Dataset from a local path, a reasoning_gym: alias or the hub, then mapped/selected as the arguments say."""
-    import datasets
-
-    from trl_passk.data import is_reasoning_gym_source, load_reasoning_gym_source, map_columns
-
-    source = args.dataset
-    if is_reasoning_gym_source(source):
-        # as in `trl-passk grpo`: --system_prompt replaces the task's default system message
-        overrides = {} if args.system_prompt is None else {"system_prompt": args.system_prompt}
-        dataset = load_reasoning_gym_source(source, **overrides)
-    elif os.path.isdir(source):
-        try:
-            dataset = datasets.load_from_disk(source)
-        except FileNotFoundError:
-            dataset = datasets.load_dataset(source)
-    elif os.path.isfile(source):
-        extension = source.rsplit(".", 1)[-1].lower()
-        builder = {"json": "json", "jsonl": "json", "parquet": "parquet", "csv": "csv"}.get(extension)
-        if builder is None:
-            raise ValueError(f"unsupported dataset file {source!r}: use .json, .jsonl, .parquet or .csv")
-        dataset = datasets.load_dataset(builder, data_files=source)
-    else:
-        dataset = datasets.load_dataset(source, args.dataset_config)  # the hub: fails offline
-    if isinstance(dataset, (datasets.DatasetDict, dict)):
-        if args.split in dataset:
-            dataset = dataset[args.split]
-        elif len(dataset) == 1:
-            dataset = next(iter(dataset.values()))
-        else:
-            raise ValueError(f"split {args.split!r} not in the dataset (splits: {list(dataset)}); set --split")
-    if args.prompt_column != "prompt" or args.answer_format is not None:
-        dataset = map_columns(
-            dataset, args.prompt_column, args.answer_column, args.answer_format or "raw", args.system_prompt
-        )
-    if args.max_problems is not None:
-        dataset = dataset.select(range(min(args.max_problems, len(dataset))))
-    return dataset
-
-
-def _load_model(args):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from trl_passk.embedded import resolve_model_path
-
-    path = resolve_model_path(args.model_name_or_path)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
-    tokenizer_path = (
-        args.adapter if args.adapter and os.path.exists(os.path.join(args.adapter, "tokenizer_config.json")) else path
-    )
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    if args.adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, args.adapter)
-    return model.to(device), tokenizer
-
-
-def resolve_reward_and_dataset(args):
-    """Check ``--adapter``, resolve ``--reward`` (default: ``reasoning_gym_accuracy`` for ``reasoning_gym:`` sources,
-    else ``math_accuracy``), load the dataset and check it has the columns the reward needs; no model is loaded.
-    Shared by ``trl-passk eval`` and ``trl-passk diagnose``."""
-    if args.adapter and not os.path.isdir(args.adapter):
-        raise ValueError(f"--adapter {args.adapter!r} is not a directory")
-    reward_name = args.reward
-    if reward_name is None:
-        from trl_passk.data import is_reasoning_gym_source
-
-        reward_name = "reasoning_gym_accuracy" if is_reasoning_gym_source(args.dataset) else "math_accuracy"
-    reward_func = _resolve_reward(reward_name)
-    dataset = _load_dataset(args)
-    _check_dataset(dataset, reward_func)
-    return reward_func, dataset
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`trl-passk eval`: evaluate one model (`--model_name_or_path`) or overlay finished runs (`--compare`)."""
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-    if args.compare:
-        if not args.output:
-            parser.error("--compare needs -o/--output PLOT.png")
-        labels = args.labels.split(",") if args.labels else None
-        print(compare_runs(args.compare, args.output, labels))
-        return 0
-
-    # --- validate everything before loading the model ------------------------------------------------------------
-    for option in ("model_name_or_path", "dataset", "output_dir"):
-        if not getattr(args, option):
-            parser.error(f"--{option} is required (or use --compare DIR ... -o PLOT.png)")
-    try:
-        ks = _parse_ks(args.k, args.n)
-        reward_func, dataset = resolve_reward_and_dataset(args)
-    except (ValueError, FileNotFoundError) as error:
-        parser.error(str(error))
-
-    # --- model, then evaluate ---------------------------------------------------------------------------------------
-    model, tokenizer = _load_model(args)
-    metrics = evaluate_pass_at_k(
-        model,
-        tokenizer,
-        dataset,
-        reward_func,
-        n=args.n,
-        ks=ks,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        success_threshold=args.success_threshold,
-        output_dir=args.output_dir,
-        progress=not args.no_progress,
-        bootstrap_resamples=args.bootstrap_resamples,
-        ci_level=args.ci_level,
-    )
-
-    def fmt(value) -> str:
-        return "nan" if value is None else f"{value:.4f}"
-
-    for k in ks:
-        low, high = metrics["ci"][f"pass@{k}"]
-        print(f"pass@{k}: {fmt(metrics[f'pass@{k}'])}  [{fmt(low)}, {fmt(high)}]  maj@{k}: {fmt(metrics[f'maj@{k}'])}")
-    print(f"mean_reward: {fmt(metrics['mean_reward'])}  problems: {metrics['num_problems']}  n: {metrics['n']}")
-    print(f"wrote {args.output_dir}/{{{SAMPLES_FILE},{METRICS_JSON},{METRICS_CSV},{PLOT_FILE}}}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -28,6 +28,7 @@ __all__ = [
     "interference_stats",
     "interference_stats_from_sketches",
     "loo_coefficients",
+    "pass1_gradient",
     "passk_prompt_weights",
 ]
 
@@ -95,6 +96,40 @@ def loo_coefficients(success: torch.Tensor) -> torch.Tensor:
     s = success.nan_to_num(0.0)
     others_mean = (s.sum(dim=1, keepdim=True) - s) / (n - 1).clamp(min=1)
     return torch.where(valid & (n > 1), s - others_mean, torch.zeros_like(s))
+
+
+def pass1_gradient(
+    logps: torch.Tensor,
+    coef: torch.Tensor,
+    params: Sequence[torch.Tensor],
+    *,
+    num_generations: int,
+    mask: torch.Tensor | None = None,
+    retain_graph: bool = False,
+) -> tuple[torch.Tensor | None, ...]:
+    """One prompt's pass@1 gradient estimate ``grad p(x) ~ (1/G) sum_i c_i grad log pi(y_i | x)``.
+
+    The one helper behind the trainer's diagnostic, ``trl-passk diagnose`` and the bandit benchmark; each computes the
+    log-probabilities its own way and passes them here with the graph attached.
+
+    Args:
+        logps (`torch.Tensor` of shape `(n, T)` or `(n,)`): per-token log-probabilities (summed over ``mask``) or
+            per-sequence log-probabilities of ``n`` completions of the prompt. ``n < G`` when the group is split
+            across processes: the partial gradients then add up to the group's.
+        coef (`torch.Tensor` of shape `(n,)`): per-sample weights ``c_i``, e.g. :func:`loo_coefficients`; the product
+            is taken in the promoted dtype of ``coef`` and the log-probabilities.
+        params (`Sequence[torch.Tensor]`): the parameters to differentiate (e.g. the trainable ones).
+        num_generations (`int`): ``G``, the group size the estimate averages over.
+        mask (`torch.Tensor` of shape `(n, T)`, *optional*): completion mask for per-token ``logps``.
+        retain_graph (`bool`): keep the graph (several prompts sharing one forward pass).
+
+    Returns:
+        `tuple` of one gradient per parameter (``None`` for parameters the log-probabilities do not depend on).
+    """
+    if logps.dim() == 2:
+        logps = (logps if mask is None else logps * mask).sum(dim=1)  # (n,): sequence log-probabilities
+    objective = (coef.to(logps.device) * logps).sum() / num_generations
+    return torch.autograd.grad(objective, list(params), allow_unused=True, retain_graph=retain_graph)
 
 
 def passk_prompt_weights(p: torch.Tensor, k: int) -> torch.Tensor:

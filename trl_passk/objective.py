@@ -1,11 +1,13 @@
 """From TRL's gathered rewards to pass@k advantages and metrics: the one function the trainer calls.
 
-Kept apart from the trainer so it can be tested without a model: it sees only tensors and the config.
+Kept apart from the trainer so that tests and benchmarks call it without a model: it sees only tensors and explicit
+settings (the trainer passes its config's values), and imports only torch and the pure estimator modules.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -16,7 +18,6 @@ from .advantages import (
     get_advantage_estimator,
     mix_objectives,
 )
-from .config import PassKGRPOConfig
 from .estimators import pass_at_k_groups
 
 __all__ = ["PassKStep", "passk_step", "success_matrix"]
@@ -59,54 +60,76 @@ def combined_rewards(rewards_per_func: torch.Tensor, reward_weights: torch.Tenso
 def passk_step(
     rewards_per_func: torch.Tensor,
     reward_weights: torch.Tensor,
-    args: PassKGRPOConfig,
     *,
     num_generations: int,
+    k: int,
+    objective: str = "pass1",
+    estimator: str = "analytic",
+    estimator_kwargs: dict | None = None,
+    passk_reward: str = "success",
+    hybrid_lambda: float = 0.7,
+    scale_rewards: str = "group",
     success_index: int = 0,
-    progress: float = 0.0,
+    success_threshold: float = 1.0,
+    exceeding_passk: bool = False,
+    exceeding_passk_coef: float = 0.4,
+    log_ks: Sequence[int] = (),
     generator: torch.Generator | None = None,
 ) -> PassKStep:
-    """Turn gathered rewards into the configured objective's advantages plus ``passk/*`` metrics.
+    """Turn gathered rewards into an objective's advantages plus ``passk/*`` metrics.
+
+    The arguments after ``num_generations`` are the [`PassKGRPOConfig`] fields of the same meaning (``estimator`` is
+    ``passk_estimator``, ``estimator_kwargs`` is ``passk_estimator_kwargs``, ``log_ks`` is ``passk_log_ks``), with
+    schedules already applied: the trainer passes ``k=args.k_at(progress)`` and
+    ``hybrid_lambda=args.lambda_at(progress)``.
 
     Args:
         rewards_per_func (`torch.Tensor` of shape `(N, F)`): rewards of every completion of the generation batch on all
-            processes (TRL's `_calculate_rewards` output), ``N = P * G``, groups contiguous; NaN = None.
+            processes (TRL's `_calculate_rewards` output), ``N = P * G``, groups contiguous; NaN = None. Computed in
+            float32 (TRL's dtype), or float64 when given float64.
         reward_weights (`torch.Tensor` of shape `(F,)`).
-        args (`PassKGRPOConfig`).
         num_generations (`int`): ``G``.
-        success_index (`int`): column of the reward that defines correctness.
-        progress (`float`): fraction of training done, for the schedules.
+        k (`int`): the k of pass@k (capped at ``G``).
+        objective (`str`): ``"pass1"``, ``"passk"``, ``"hybrid"`` or ``"combination"`` (see `mix_objectives`).
+        estimator (`str`), estimator_kwargs (`dict`, *optional*): the pass@k estimator and its options; random
+            estimators (`RANDOM_ESTIMATORS`) also get ``generator``.
+        passk_reward (`str`): ``"success"`` (0/1 correctness) or ``"combined"`` (the weighted reward sum) for the
+            pass@k estimator.
+        hybrid_lambda (`float`): weight of pass@1 for ``"hybrid"``.
+        scale_rewards (`str`): TRL's ``scale_rewards`` for the pass@1 (GRPO) part.
+        success_index (`int`), success_threshold (`float`): correctness is
+            ``rewards_per_func[:, success_index] >= success_threshold``.
+        exceeding_passk (`bool`), exceeding_passk_coef (`float`): Chen et al.'s exceeding pass@k factor.
+        log_ks (`Sequence[int]`): the k of the ``passk/pass@{k}`` metrics.
         generator (`torch.Generator`, *optional*): for the random estimators.
 
     Returns:
         `PassKStep`.
     """
-    rewards_per_func = rewards_per_func.detach().to("cpu", torch.float32)
+    dtype = torch.float64 if rewards_per_func.dtype == torch.float64 else torch.float32
+    rewards_per_func = rewards_per_func.detach().to("cpu", dtype)
     G = num_generations
     rewards = combined_rewards(rewards_per_func, reward_weights.cpu(), G)  # (P, G)
-    success = success_matrix(rewards_per_func, success_index, args.success_threshold, G)  # (P, G)
-    k = min(args.k_at(progress), G)
+    success = success_matrix(rewards_per_func, success_index, success_threshold, G)  # (P, G)
+    k = min(k, G)
 
-    pass1 = get_advantage_estimator("grpo")(rewards, scale_rewards=args.scale_rewards).to(torch.float64)
-    if args.objective == "pass1":
+    pass1 = get_advantage_estimator("grpo")(rewards, scale_rewards=scale_rewards).to(torch.float64)
+    if objective == "pass1":
         passk = torch.zeros_like(pass1)
     else:
-        estimator = get_advantage_estimator(args.passk_estimator)
-        options = dict(args.passk_estimator_kwargs or {})
-        if args.passk_estimator in RANDOM_ESTIMATORS:
+        options = dict(estimator_kwargs or {})
+        if estimator in RANDOM_ESTIMATORS:
             options["generator"] = generator
-        source = success if args.passk_reward == "success" else rewards.to(torch.float64)
-        passk = estimator(source, k, **options)
-        if args.exceeding_passk:
+        source = success if passk_reward == "success" else rewards.to(torch.float64)
+        passk = get_advantage_estimator(estimator)(source, k, **options)
+        if exceeding_passk:
             num_correct = success.nan_to_num(0.0).sum(dim=1)
-            passk = passk * exceeding_passk_scale(num_correct, args.exceeding_passk_coef)[:, None]
+            passk = passk * exceeding_passk_scale(num_correct, exceeding_passk_coef)[:, None]
 
     scored = ~torch.isnan(success)
     success_rate = success.nan_to_num(0.0).sum(dim=1) / scored.sum(dim=1).clamp(min=1)  # (P,)
-    advantages, w = mix_objectives(
-        args.objective, pass1, passk, hybrid_lambda=args.lambda_at(progress), success_rate=success_rate
-    )
-    metrics = passk_metrics(success, advantages, args.passk_log_ks)
+    advantages, w = mix_objectives(objective, pass1, passk, hybrid_lambda=hybrid_lambda, success_rate=success_rate)
+    metrics = passk_metrics(success, advantages, log_ks)
     metrics["passk/k"] = float(k)
     metrics["passk/objective_weight"] = w.mean().item()
     return PassKStep(advantages.reshape(-1), pass1, passk, success, w, metrics)

@@ -20,6 +20,7 @@ exceeds its timeout. Only the standard library is imported at module level here,
 import atexit
 import functools
 import importlib
+import inspect
 import json
 import logging
 import math
@@ -703,10 +704,10 @@ REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {
 }
 
 
-def get_reward_func(name: str) -> Callable[..., list[float | None]]:
+def get_reward_func(name: str | Callable) -> Callable[..., list[float | None]]:
     """
-    Resolve a reward function: a name registered in `REWARD_FUNCS`, else a dotted import path (`pkg.module:func` or
-    `pkg.module.func`). Raises `ValueError` listing the valid names when neither works.
+    Resolve a reward function: a callable is returned as is; a name registered in `REWARD_FUNCS`, else a dotted import
+    path (`pkg.module:func` or `pkg.module.func`). Raises `ValueError` listing the valid names when neither works.
 
     Example:
 
@@ -718,6 +719,10 @@ def get_reward_func(name: str) -> Callable[..., list[float | None]]:
 
     ```
     """
+    if callable(name):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"a reward function must be a callable or a registered name, got {type(name).__name__}")
     if name in REWARD_FUNCS:
         return REWARD_FUNCS[name]
     module_name, _, attr = name.rpartition(":") if ":" in name else name.rpartition(".")
@@ -736,3 +741,54 @@ def get_reward_func(name: str) -> Callable[..., list[float | None]]:
         f"Unknown reward function {name!r}{reason}. Use one of {sorted(REWARD_FUNCS)} or a dotted import path "
         "such as 'my_package.my_module:my_reward'."
     )
+
+
+# Arguments TRL passes to every reward function itself (`GRPOTrainer._calculate_rewards`): never dataset columns.
+TRL_REWARD_ARGS = frozenset(
+    {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric", "environments"}
+)
+
+
+def reward_func_label(reward_func: Callable) -> str:
+    """A readable name of a reward function for messages: its `__name__`, else its class name."""
+    return getattr(reward_func, "__name__", None) or type(reward_func).__name__
+
+
+def required_reward_columns(reward_func: Callable) -> list[str]:
+    """
+    Dataset columns a reward function needs: its parameters without a default, other than those TRL passes itself
+    ([`TRL_REWARD_ARGS`]: `completions`, `prompts`, `completion_ids`, `trainer_state`, ...).
+
+    Example:
+
+    ```python
+    >>> def reward(completions, solution, answer=None, **kwargs): ...
+    >>> required_reward_columns(reward)
+    ['solution']
+
+    ```
+    """
+    try:
+        signature = inspect.signature(reward_func)
+    except (TypeError, ValueError):  # builtins and exotic callables: nothing we can check
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [
+        name
+        for name, param in signature.parameters.items()
+        if param.kind in kinds and param.default is inspect.Parameter.empty and name not in TRL_REWARD_ARGS
+    ]
+
+
+def check_reward_columns(reward_funcs: list[Callable], columns: list[str]) -> None:
+    """Raise `ValueError` naming the reward, the missing column(s) and the fix when a reward needs a column that
+    `columns` (a dataset's column names) lacks."""
+    for reward_func in reward_funcs:
+        missing = [column for column in required_reward_columns(reward_func) if column not in columns]
+        if missing:
+            raise ValueError(
+                f"reward {reward_func_label(reward_func)!r} needs dataset column(s) {missing}, but the dataset has "
+                f"columns {columns}. Map them (command line: --prompt_column, --answer_column and --answer_format put "
+                "the gold answer in 'solution', which the math rewards read), use a reasoning_gym: source "
+                "(reasoning_gym_accuracy reads 'metadata'), or choose a reward that matches this dataset."
+            )

@@ -24,10 +24,17 @@ from trl import GRPOConfig, GRPOTrainer
 
 from .config import PassKGRPOConfig, as_passk_config
 from .embedded import is_embedded, resolve_model_path
-from .interference import CountSketch, InterferenceMemory, filter_advantages, interference_stats, loo_coefficients
+from .interference import (
+    CountSketch,
+    InterferenceMemory,
+    filter_advantages,
+    interference_stats,
+    loo_coefficients,
+    pass1_gradient,
+)
 from .objective import PassKStep, passk_step
 
-__all__ = ["PassKGRPOTrainer"]
+__all__ = ["PassKGRPOTrainer", "reward_func_name"]
 
 # The seam: the two GRPOTrainer methods wrapped below, with the parameters they have had from TRL 1.0 to 1.16. A TRL
 # that changes them would break the override silently, so check once, at import.
@@ -56,8 +63,11 @@ def _check_seam(cls=GRPOTrainer) -> None:
 _check_seam()
 
 
-def _reward_func_name(func) -> str:
-    # TRL's naming (GRPOTrainer.__init__), reproduced so `success_reward` is checked before any model is loaded.
+def reward_func_name(func) -> str:
+    """The name TRL logs a reward function under (`rewards/<name>/mean`) and `success_reward` refers to.
+
+    TRL's naming (`GRPOTrainer.__init__`), reproduced so that `success_reward` is checked before any model is loaded.
+    """
     from trl.trainer.utils import get_callable_name
 
     if isinstance(func, str):
@@ -133,7 +143,7 @@ class PassKGRPOTrainer(GRPOTrainer):
             args = PassKGRPOConfig(f"{model_name.split('/')[-1]}-GRPO")
         args = as_passk_config(args)
         funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
-        names = [_reward_func_name(f) for f in funcs]
+        names = [reward_func_name(f) for f in funcs]
         if args.success_reward is not None and args.success_reward not in names:
             raise ValueError(
                 f"success_reward={args.success_reward!r} is not among the reward functions: {', '.join(names)}."
@@ -179,13 +189,23 @@ class PassKGRPOTrainer(GRPOTrainer):
         max_steps = max(self.state.max_steps, 1)
         self._passk_generator.manual_seed(self._passk_seed * 1_000_003 + self.state.global_step)  # same on all ranks
 
+        args, progress = self.args, self.state.global_step / max_steps
         step = passk_step(
             rewards_per_func,
             self.reward_weights,
-            self.args,
             num_generations=num_generations,
+            k=args.k_at(progress),
+            objective=args.objective,
+            estimator=args.passk_estimator,
+            estimator_kwargs=args.passk_estimator_kwargs,
+            passk_reward=args.passk_reward,
+            hybrid_lambda=args.lambda_at(progress),
+            scale_rewards=args.scale_rewards,
             success_index=self._success_index,
-            progress=self.state.global_step / max_steps,
+            success_threshold=args.success_threshold,
+            exceeding_passk=args.exceeding_passk,
+            exceeding_passk_coef=args.exceeding_passk_coef,
+            log_ks=args.passk_log_ks,
             generator=self._passk_generator,
         )
         self.last_passk_step = step
@@ -273,8 +293,9 @@ class PassKGRPOTrainer(GRPOTrainer):
                 logps, _, _ = self._get_per_token_logps_and_entropies(
                     model, ids, mask, output["completion_ids"].size(1)
                 )
-                objective = (weights.to(logps.dtype) * (logps * completion_mask[rows]).sum(dim=1)).sum() / G
-                grads = torch.autograd.grad(objective, params, allow_unused=True)
+                grads = pass1_gradient(
+                    logps, weights.to(logps.dtype), params, num_generations=G, mask=completion_mask[rows]
+                )
                 sketches[g] = self._sketch(grads).to(device)
         if self.accelerator.num_processes > 1:
             sketches = self.accelerator.reduce(sketches, reduction="sum")

@@ -11,21 +11,18 @@ One `--config` file fills three dataclasses, as in TRL and open-r1: [`GRPOScript
 evaluation), [`PassKGRPOConfig`] (trainer and pass@k objective) and `trl.ModelConfig` (model, LoRA, 4-bit). Command
 line flags override the file. Unknown keys are rejected, naming the key.
 
-Run order: parse and validate (everything `--dry-run` checks), decide fresh start or resume, load data, build the
-trainer (model via [`~embedded.resolve_model_path`], LoRA/QLoRA from `ModelConfig`), optional pass@k evaluation on
-the held-out split, train (an interruption or crash saves the adapter and metrics first), save the model,
-`trainer_state.json`, `metrics.json` and optionally `training_curves.png`, evaluate again.
+Run order ([`main`], then [`train`]): parse and validate (everything `--dry-run` checks), decide fresh start or resume,
+load data and rewards, build the trainer (model via [`~embedded.resolve_model_path`], LoRA/QLoRA from `ModelConfig`),
+optional pass@k evaluation on the held-out split, train (an interruption or crash saves the adapter and metrics
+first), save the model, `trainer_state.json`, `metrics.json` and optionally `training_curves.png`, evaluate again.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import difflib
 import json
 import os
-import re
 import signal
 import sys
 import threading
@@ -36,18 +33,24 @@ from typing import Any
 
 from trl import ModelConfig, ScriptArguments, TrlParser
 
-from ..config import PassKGRPOConfig
+from trl_passk import PassKGRPOConfig  # through the package: runs the TRL version check
 
-__all__ = ["GRPOScriptArguments", "CLIError", "make_parser", "main", "parse_args", "find_existing_run"]
+from ..data import ANSWER_FORMATS
+from ..evaluation import parse_ks
+from .common import (
+    CLIError,
+    default_reward_names,
+    describe_dataset_source,
+    describe_model_source,
+    parse_dataclasses,
+    read_recipe,
+    resolve_rewards,
+)
+
+__all__ = ["GRPOScriptArguments", "find_existing_run", "load_data", "main", "make_parser", "parse_args", "train"]
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"
-LOCAL_DATA_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
-_HUB_NAME_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-class CLIError(ValueError):
-    """A problem with the recipe or the command line: printed as one message, exit status 2, no traceback."""
 
 
 @dataclass
@@ -97,7 +100,7 @@ class GRPOScriptArguments(ScriptArguments):
         metadata={
             "help": "How to read the gold from answer_column: 'gsm8k' (after '####'), 'math' (last \\boxed{}) or "
             "'raw' (stripped text).",
-            "choices": ["gsm8k", "math", "raw"],
+            "choices": list(ANSWER_FORMATS),
         },
     )
     system_prompt: str | None = field(
@@ -147,20 +150,17 @@ class GRPOScriptArguments(ScriptArguments):
     )
 
     def parsed_eval_ks(self) -> list[int]:
+        """`eval_ks` as a sorted list of k values, each `<= eval_n` (raises [`CLIError`])."""
         try:
-            ks = sorted({int(k) for k in str(self.eval_ks).replace(" ", "").split(",") if k})
-        except ValueError:
-            raise CLIError(f"eval_ks={self.eval_ks!r} must be comma-separated integers, e.g. '1,4,8'.") from None
-        bad = [k for k in ks if not 1 <= k <= self.eval_n]
-        if not ks or bad:
-            raise CLIError(f"eval_ks={self.eval_ks!r}: every k must satisfy 1 <= k <= eval_n ({self.eval_n}).")
-        return ks
+            return parse_ks(self.eval_ks, self.eval_n)
+        except ValueError as error:
+            raise CLIError(f"eval_ks={self.eval_ks!r} with eval_n={self.eval_n}: {error}") from None
 
 
 DATACLASSES = (GRPOScriptArguments, PassKGRPOConfig, ModelConfig)
 
 
-def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str | None = None) -> TrlParser:
+def make_parser(subparsers=None, prog: str | None = None) -> TrlParser:
     """Parser over (`GRPOScriptArguments`, `PassKGRPOConfig`, `ModelConfig`); standalone, or registered as the `grpo`
     sub-command of `subparsers` (which must be created with `parser_class=TrlParser`, as TRL's CLI does)."""
     if subparsers is not None:
@@ -171,62 +171,8 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str 
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Parsing: the recipe file first (readable errors with file and line), then TRL's parser over the three dataclasses
+# Parsing and validation (no model, no dataset): everything --dry-run checks
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-def _config_path(argv: list[str]) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg == "--config":
-            if i + 1 >= len(argv):
-                raise CLIError("--config needs a path to a YAML recipe.")
-            return argv[i + 1]
-        if arg.startswith("--config="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-def load_recipe(path: str) -> tuple[dict, dict[str, int]]:
-    """Read a YAML recipe; return (mapping, key -> line number). Errors name the file and the line."""
-    import yaml
-
-    try:
-        text = Path(path).read_text()
-    except OSError as error:
-        raise CLIError(f"cannot read config file {path}: {error.strerror or error}") from None
-    try:
-        config = yaml.safe_load(text)
-        node = yaml.compose(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else path
-        problem = getattr(error, "problem", None) or str(error)
-        context = getattr(error, "context", None)
-        raise CLIError(f"cannot parse config file {where}: {problem}" + (f" ({context})" if context else "")) from None
-    if config is None:
-        return {}, {}
-    if not isinstance(config, dict):
-        raise CLIError(f"config file {path} must be a YAML mapping of option: value, got a {type(config).__name__}.")
-    lines = {}
-    if isinstance(node, yaml.MappingNode):
-        lines = {key.value: key.start_mark.line + 1 for key, _ in node.value if isinstance(key, yaml.ScalarNode)}
-    return config, lines
-
-
-def _check_recipe_keys(parser: TrlParser, path: str, config: dict, lines: dict[str, int]) -> None:
-    known = {action.dest for action in parser._actions} | {"env"}
-    unknown = [key for key in config if key not in known]
-    if not unknown:
-        return
-    problems = []
-    for key in unknown:
-        hint = difflib.get_close_matches(str(key), sorted(known), n=1)
-        line = f"line {lines[key]}: " if key in lines else ""
-        problems.append(f"  {line}{key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-    raise CLIError(
-        f"unknown key(s) in config file {path}:\n" + "\n".join(problems) + "\nValid keys are the fields of "
-        "GRPOScriptArguments, PassKGRPOConfig and trl.ModelConfig (see `trl-passk grpo --help`)."
-    )
 
 
 def _no_accelerator() -> bool:
@@ -243,11 +189,7 @@ def parse_args(argv: list[str] | None = None, parser: TrlParser | None = None):
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = parser or make_parser()
-    config, lines, path = {}, {}, _config_path(argv)
-    if path is not None:
-        config, lines = load_recipe(path)
-        _check_recipe_keys(parser, path, config, lines)
-
+    config = read_recipe(parser, argv)
     notes, unchecked = [], []
     dry_run = config.get("dry_run") is True or any(a in ("--dry-run", "--dry_run") for a in argv)
     if dry_run and _no_accelerator():
@@ -259,95 +201,10 @@ def parse_args(argv: list[str] | None = None, parser: TrlParser | None = None):
                 unchecked.append(flag)
                 notes.append(f"{flag}: true is not checked here (no GPU on this machine); the real run checks it.")
                 argv += [f"--{flag}", "false"]
-    try:
-        script_args, training_args, model_args = parser.parse_args_and_config(argv, fail_with_unknown_args=True)
-    except CLIError:
-        raise
-    except ValueError as error:
-        raise CLIError(str(error)) from None
+    script_args, training_args, model_args = parse_dataclasses(parser, argv)
     for flag in unchecked:
         setattr(training_args, flag, True)  # display only: a dry run never builds a trainer from these arguments
     return script_args, training_args, model_args, notes
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Validation shared by --dry-run and the real run (no model, no dataset)
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def resolve_reward_funcs(names: list[str]) -> list:
-    from ..rewards import get_reward_func
-
-    try:
-        return [get_reward_func(name) for name in names]
-    except ValueError as error:
-        raise CLIError(f"reward_funcs: {error}") from None
-
-
-def default_reward_names(script_args: GRPOScriptArguments) -> list[str]:
-    from ..data import is_reasoning_gym_source
-
-    if script_args.reward_funcs:
-        return list(script_args.reward_funcs)
-    if script_args.dataset_name and is_reasoning_gym_source(script_args.dataset_name):
-        return ["reasoning_gym_accuracy"]
-    return ["math_accuracy"]
-
-
-def describe_dataset_source(script_args: GRPOScriptArguments) -> str:
-    """Check that `dataset_name` is well formed, without loading anything; return what it is."""
-    from ..data import _SOURCE_RE, is_reasoning_gym_source
-
-    name = script_args.dataset_name
-    if not name:
-        raise CLIError("dataset_name is required: a hub name, a local path or 'reasoning_gym:<task>?size=..&seed=..'.")
-    if name.split(":", 1)[0] in ("reasoning_gym", "reasoning-gym", "rg") and not is_reasoning_gym_source(name):
-        raise CLIError(
-            f"dataset_name={name!r} is not a valid reasoning-gym source; expected e.g. "
-            "'reasoning_gym:chain_sum?size=200&seed=1&test_size=32'."
-        )
-    if is_reasoning_gym_source(name):
-        import reasoning_gym
-
-        task = _SOURCE_RE.match(name.strip())["task"]
-        registered = sorted(getattr(reasoning_gym.factory, "DATASETS", {}))
-        if registered and task not in registered:
-            hint = difflib.get_close_matches(task, registered, n=3)
-            raise CLIError(
-                f"dataset_name: unknown reasoning-gym task {task!r}" + (f"; did you mean {hint}?" if hint else ".")
-            )
-        return f"reasoning-gym task {task!r}, built offline"
-    path = Path(name).expanduser()
-    if path.exists():
-        if path.is_file() and path.suffix.lower() not in LOCAL_DATA_BUILDERS:
-            raise CLIError(f"dataset_name={name!r}: local files must be one of {sorted(LOCAL_DATA_BUILDERS)}.")
-        return f"local {'file' if path.is_file() else 'directory'} {path}"
-    if name.startswith((".", "/", "~")) or Path(name).suffix.lower() in LOCAL_DATA_BUILDERS:
-        raise CLIError(f"dataset_name={name!r} looks like a local path but does not exist.")
-    if not _HUB_NAME_RE.match(name):
-        raise CLIError(f"dataset_name={name!r} is neither an existing local path nor a hub name like 'openai/gsm8k'.")
-    return f"hub dataset {name!r}" + (
-        f" (config {script_args.dataset_config!r})" if script_args.dataset_config else ""
-    )
-
-
-def describe_model(model_args: ModelConfig) -> str:
-    from ..embedded import is_embedded, locate_gguf
-
-    name = model_args.model_name_or_path
-    if not name:
-        raise CLIError("model_name_or_path is required (hub name, local directory or embedded:<name>).")
-    if is_embedded(name):
-        try:
-            gguf = locate_gguf(name)
-        except (ValueError, ImportError) as error:
-            raise CLIError(f"model_name_or_path: {error}") from None
-        return f"embedded model {name} (GGUF {gguf}; converted once into a local cache on first use)"
-    if Path(name).expanduser().exists():
-        return f"local checkpoint {name}"
-    if name.startswith((".", "/", "~")):
-        raise CLIError(f"model_name_or_path={name!r} looks like a local path but does not exist.")
-    return f"hub model {name!r}"
 
 
 def find_existing_run(output_dir: str | os.PathLike) -> list[str]:
@@ -401,19 +258,19 @@ def validate(script_args, training_args, model_args) -> dict[str, Any]:
     """Every check that needs neither a model nor a dataset; returns a summary for printing."""
     from trl import get_peft_config, get_quantization_config
 
-    summary = {
-        "model": describe_model(model_args),
-        "dataset": describe_dataset_source(script_args),
-    }
-    names = default_reward_names(script_args)
-    resolve_reward_funcs(names)
-    summary["reward_funcs"] = names
-    if training_args.success_reward is not None:
-        from ..trainer import _reward_func_name
+    from ..trainer import reward_func_name
 
-        valid = [_reward_func_name(f) for f in resolve_reward_funcs(names)]
-        if training_args.success_reward not in valid:
-            raise CLIError(f"success_reward={training_args.success_reward!r} is not among reward_funcs ({valid}).")
+    summary = {"model": describe_model_source(model_args.model_name_or_path)}
+    try:
+        summary["dataset"] = describe_dataset_source(script_args.dataset_name, script_args.dataset_config)
+    except CLIError as error:
+        raise CLIError(f"dataset_name: {error}") from None
+    names = default_reward_names(script_args.reward_funcs, script_args.dataset_name)
+    reward_funcs = _resolve_reward_funcs(names)
+    summary["reward_funcs"] = names
+    valid = [reward_func_name(f) for f in reward_funcs]
+    if training_args.success_reward is not None and training_args.success_reward not in valid:
+        raise CLIError(f"success_reward={training_args.success_reward!r} is not among reward_funcs ({valid}).")
     if script_args.eval_before_after:
         summary["eval_ks"] = script_args.parsed_eval_ks()
     if model_args.load_in_4bit and model_args.load_in_8bit:
@@ -436,6 +293,13 @@ def validate(script_args, training_args, model_args) -> dict[str, Any]:
     resume = resolve_resume(script_args, training_args)
     summary["start"] = f"resume from {resume}" if resume else f"fresh run in {training_args.output_dir}"
     return summary
+
+
+def _resolve_reward_funcs(names: list[str]) -> list:
+    try:
+        return resolve_rewards(names)
+    except CLIError as error:
+        raise CLIError(f"reward_funcs: {error}") from None
 
 
 def _plain(value: Any) -> Any:
@@ -477,80 +341,40 @@ def resolved_configuration(script_args, training_args, model_args, summary: dict
 
 
 def load_data(script_args: GRPOScriptArguments):
-    """Load `dataset_name` into a `DatasetDict` with `prompt` (and reward) columns."""
+    """`dataset_name` as a `DatasetDict`: the train split, and the held-out split when the source has one, with
+    `prompt` (and reward) columns ([`~scripts.common.load_dataset_source`], mapped when `prompt_column` is set)."""
     import datasets
 
-    from ..data import is_reasoning_gym_source, load_reasoning_gym_source, map_columns
+    from .common import load_dataset_source, map_dataset_columns, select_split
 
-    name = script_args.dataset_name
-    if is_reasoning_gym_source(name):
-        overrides = {} if script_args.system_prompt is None else {"system_prompt": script_args.system_prompt}
-        try:
-            dataset = load_reasoning_gym_source(name, **overrides)
-        except ValueError as error:
-            raise CLIError(f"dataset_name={name!r}: {error}") from None
-    elif Path(name).expanduser().exists():
-        path = Path(name).expanduser()
-        if path.is_file():
-            builder = LOCAL_DATA_BUILDERS[path.suffix.lower()]
-            dataset = datasets.load_dataset(builder, data_files=str(path))
-        elif (path / "dataset_dict.json").exists() or (path / "state.json").exists():
-            dataset = datasets.load_from_disk(str(path))
-        else:
-            dataset = datasets.load_dataset(str(path), name=script_args.dataset_config)
-    else:
-        dataset = datasets.load_dataset(name, name=script_args.dataset_config)
-    if isinstance(dataset, datasets.Dataset):
-        dataset = datasets.DatasetDict({script_args.dataset_train_split: dataset})
-
+    name, train_split, test_split = (
+        script_args.dataset_name,
+        script_args.dataset_train_split,
+        script_args.dataset_test_split,
+    )
+    try:
+        source = load_dataset_source(name, script_args.dataset_config, script_args.system_prompt)
+    except CLIError as error:
+        raise CLIError(f"dataset_name: {error}") from None
+    splits = {train_split: select_split(source, train_split, "--dataset_train_split")}
+    if isinstance(source, datasets.DatasetDict) and test_split in source and test_split != train_split:
+        splits[test_split] = source[test_split]
+    dataset = datasets.DatasetDict(splits)
     if script_args.prompt_column is not None:
-        try:
-            dataset = map_columns(
-                dataset,
-                prompt_column=script_args.prompt_column,
-                answer_column=script_args.answer_column,
-                answer_format=script_args.answer_format,
-                system_prompt=script_args.system_prompt,
-            )
-        except ValueError as error:  # names the missing column and the option that maps it
-            raise CLIError(f"dataset {name!r}: {error}") from None
-    if script_args.dataset_train_split not in dataset:
-        raise CLIError(
-            f"split {script_args.dataset_train_split!r} not found in {name!r} (splits: {list(dataset)}); "
-            "set --dataset_train_split."
+        dataset = map_dataset_columns(
+            dataset,
+            script_args.prompt_column,
+            script_args.answer_column,
+            script_args.answer_format,
+            script_args.system_prompt,
         )
-    columns = dataset[script_args.dataset_train_split].column_names
+    columns = dataset[train_split].column_names
     if "prompt" not in columns:
         raise CLIError(
             f"dataset {name!r} has no 'prompt' column (columns: {columns}); set --prompt_column (and "
             "--answer_column, --answer_format) to map the question and answer columns."
         )
     return dataset
-
-
-def check_reward_columns(reward_funcs: list, names: list[str], columns: list[str]) -> None:
-    """Each reward's required keyword arguments (e.g. `solution`, `metadata`) must be dataset columns."""
-    import inspect
-
-    for func, name in zip(reward_funcs, names):
-        try:
-            params = inspect.signature(func).parameters.values()
-        except (TypeError, ValueError):
-            continue
-        needed = [
-            p.name
-            for p in params
-            if p.default is inspect.Parameter.empty
-            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            and p.name not in ("completions", "prompts", "completion_ids", "trainer_state", "self")
-        ]
-        missing = [column for column in needed if column not in columns]
-        if missing:
-            raise CLIError(
-                f"reward {name!r} needs dataset column(s) {missing}, which the dataset lacks (columns: {columns}). "
-                "Map them with --prompt_column/--answer_column (math rewards read 'solution'), use a "
-                "reasoning_gym: source (reasoning_gym_accuracy reads 'metadata'), or choose other reward_funcs."
-            )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -655,24 +479,56 @@ def _format_eval(results: dict, ks: list[int]) -> str:
     return ", ".join(parts) + f"  ({results.get('num_problems', '?')} problems)"
 
 
-def run(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, model_args: ModelConfig, resume) -> dict:
+def evaluate_held_out(trainer, dataset, success_func, script_args, training_args, tag: str) -> dict | None:
+    """Pass@k of the trainer's model on the held-out split (main process; the others wait), or `None` when
+    `eval_before_after` is off."""
+    from ..evaluation import evaluate_pass_at_k
+
+    if not script_args.eval_before_after:
+        return None
+    ks = script_args.parsed_eval_ks()
+    results = None
+    if trainer.accelerator.is_main_process:
+        results = evaluate_pass_at_k(
+            trainer.model,
+            trainer.processing_class,
+            dataset,
+            success_func,
+            n=script_args.eval_n,
+            ks=tuple(ks),
+            temperature=script_args.eval_temperature or training_args.temperature,
+            top_p=training_args.top_p,
+            max_new_tokens=script_args.eval_max_new_tokens or training_args.max_completion_length,
+            seed=training_args.seed,
+            success_threshold=training_args.success_threshold,
+            desc=f"eval {tag}",
+        )
+        print(f"[trl-passk] held-out {tag} training: {_format_eval(results, ks)}", flush=True)
+    trainer.accelerator.wait_for_everyone()
+    return results
+
+
+def train(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, model_args: ModelConfig) -> dict:
     """Train (and evaluate) as configured; returns the metrics record written to `metrics.json`."""
     import torch
     from trl import get_peft_config, get_quantization_config
 
+    from trl_passk import PassKGRPOTrainer
+
     from ..embedded import resolve_model_path
-    from ..trainer import PassKGRPOTrainer, _reward_func_name
+    from ..rewards import check_reward_columns
+    from ..trainer import reward_func_name
 
     t_start = time.perf_counter()
     record: dict[str, Any] = {"status": "running", "output_dir": training_args.output_dir}
+
+    # ---- fresh start or resume (never overwrite a run silently)
+    resume = resolve_resume(script_args, training_args)
 
     # ---- data
     dataset = load_data(script_args)
     train_dataset = dataset[script_args.dataset_train_split]
     eval_split = dataset.get(script_args.dataset_test_split)
-    names = default_reward_names(script_args)
-    reward_funcs = resolve_reward_funcs(names)
-    check_reward_columns(reward_funcs, names, train_dataset.column_names)
     if script_args.eval_before_after and eval_split is None:
         raise CLIError(
             f"eval_before_after needs a held-out split {script_args.dataset_test_split!r} (splits: {list(dataset)}); "
@@ -681,8 +537,16 @@ def run(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, model_
     if eval_split is not None and script_args.eval_max_problems:
         eval_split = eval_split.select(range(min(script_args.eval_max_problems, eval_split.num_rows)))
 
+    # ---- rewards: the success reward defines correctness for pass@k
+    reward_funcs = _resolve_reward_funcs(default_reward_names(script_args.reward_funcs, script_args.dataset_name))
+    try:
+        check_reward_columns(reward_funcs, train_dataset.column_names)
+    except ValueError as error:
+        raise CLIError(str(error)) from None
+    names = [reward_func_name(f) for f in reward_funcs]
+    success_func = reward_funcs[names.index(training_args.success_reward or names[0])]
+
     # ---- model: embedded:<name> -> local converted checkpoint; LoRA / QLoRA from ModelConfig
-    model_path = resolve_model_path(model_args.model_name_or_path)
     quantization_config = get_quantization_config(model_args)
     model_init_kwargs = {
         "revision": model_args.model_revision,
@@ -696,8 +560,9 @@ def run(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, model_
     model_init_kwargs.update(training_args.model_init_kwargs or {})
     training_args.model_init_kwargs = model_init_kwargs
 
+    # ---- trainer
     trainer = PassKGRPOTrainer(
-        model=model_path,
+        model=resolve_model_path(model_args.model_name_or_path),
         reward_funcs=reward_funcs,
         args=training_args,
         train_dataset=train_dataset,
@@ -705,42 +570,13 @@ def run(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, model_
         quantization_config=quantization_config,
         peft_config=get_peft_config(model_args),
     )
-    is_main = trainer.accelerator.is_main_process
     record["num_processes"] = trainer.accelerator.num_processes
-    success_name = training_args.success_reward or _reward_func_name(reward_funcs[0])
-    success_func = reward_funcs[[_reward_func_name(f) for f in reward_funcs].index(success_name)]
 
-    def evaluate(tag: str) -> dict | None:
-        if not script_args.eval_before_after:
-            return None
-        try:
-            from ..evaluation import evaluate_pass_at_k
-        except ImportError as error:
-            raise CLIError(f"eval_before_after needs trl_passk.evaluation, which is not available: {error}") from None
-        ks = script_args.parsed_eval_ks()
-        results = None
-        if is_main:  # the demo evaluation runs on the main process only
-            results = evaluate_pass_at_k(
-                trainer.model,
-                trainer.processing_class,
-                eval_split,
-                success_func,
-                n=script_args.eval_n,
-                ks=tuple(ks),
-                temperature=script_args.eval_temperature or training_args.temperature,
-                top_p=training_args.top_p,
-                max_new_tokens=script_args.eval_max_new_tokens or training_args.max_completion_length,
-                seed=training_args.seed,
-                success_threshold=training_args.success_threshold,
-                desc=f"eval {tag}",
-            )
-            print(f"[trl-passk] held-out {tag} training: {_format_eval(results, ks)}", flush=True)
-        trainer.accelerator.wait_for_everyone()
-        return results
-
-    # ---- evaluate before, train, save (also on interruption), evaluate after
+    # ---- evaluate before, train (saving on interruption), save, evaluate after
     if resume is None:
-        record["eval_before"] = evaluate("before")
+        record["eval_before"] = evaluate_held_out(
+            trainer, eval_split, success_func, script_args, training_args, "before"
+        )
     else:
         trainer.accelerator.print(f"[trl-passk] resuming from {resume} (no 'before' evaluation on a resumed run)")
     record["resumed_from"] = resume
@@ -753,14 +589,16 @@ def run(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, model_
     record["train"] = train_result.metrics
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
-    record["eval_after"] = evaluate("after")
+    record["eval_after"] = evaluate_held_out(trainer, eval_split, success_func, script_args, training_args, "after")
     record.update(
         status="completed",
         global_step=trainer.state.global_step,
         wall_time_s=round(time.perf_counter() - t_start, 1),
         log_history=trainer.state.log_history,
     )
-    if is_main:
+
+    # ---- outputs (main process)
+    if trainer.accelerator.is_main_process:
         path = write_metrics(training_args.output_dir, record)
         print(f"[trl-passk] saved the model/adapter and {path}", flush=True)
         if script_args.plot:
@@ -773,9 +611,8 @@ def run(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, model_
             if png:
                 print(f"[trl-passk] saved {png}", flush=True)
         if record.get("eval_before") and record.get("eval_after"):
-            ks = script_args.parsed_eval_ks()
             print("[trl-passk] held-out pass@k      before -> after", flush=True)
-            for k in ks:
+            for k in script_args.parsed_eval_ks():
                 key = f"pass@{k}"
                 print(f"[trl-passk]   {key:<8} {record['eval_before'][key]:>14.3f} -> {record['eval_after'][key]:.3f}")
     trainer.accelerator.print(f"[trl-passk] done in {record['wall_time_s']:.0f} s")
@@ -791,8 +628,7 @@ def main(argv: list[str] | None = None) -> int:
             print(resolved_configuration(script_args, training_args, model_args, summary, notes), end="")
             print("[trl-passk] dry run: the recipe is valid; nothing was loaded or trained.")
             return 0
-        resume = resolve_resume(script_args, training_args)
-        run(script_args, training_args, model_args, resume)
+        train(script_args, training_args, model_args)
     except CLIError as error:
         print(f"trl-passk grpo: error: {error}", file=sys.stderr)
         return 2

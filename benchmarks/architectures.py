@@ -6,7 +6,7 @@ names (`recipes/<key>/grpo/...`), which are the hub names without the organisati
 
 Example:
 
-    >>> from trl_passk.architectures import build_model, count_parameters
+    >>> from architectures import build_model, count_parameters  # benchmarks/ on sys.path
     >>> model = build_model("Qwen2.5-7B-Instruct", device="meta")
     >>> round(count_parameters(model) / 1e9, 2)
     7.62
@@ -181,7 +181,7 @@ def architecture_for_model(model_name_or_path: str) -> str:
             return key
     raise KeyError(
         f"no architecture written out for model {model_name_or_path!r}; known: {sorted(ARCHITECTURES)} "
-        "(add one to trl_passk/architectures.py)"
+        "(add one to benchmarks/architectures.py)"
     )
 
 

@@ -1,0 +1,88 @@
+"""`passk_step` with explicit settings: which reward defines success, what the estimator sees, how the parts mix.
+
+The estimators themselves are checked against brute force in test_advantages.py; here the references are worked out
+by hand on two-reward batches, so a wrong column, weight, threshold or mixing rule shows."""
+
+import math
+
+import pytest
+import torch
+
+from trl_passk.advantages import ADVANTAGE_ESTIMATORS, RANDOM_ESTIMATORS
+from trl_passk.estimators import pass_at_k
+from trl_passk.objective import passk_step
+
+NAN = math.nan
+
+# Two reward functions, 3 prompts x G = 4, groups contiguous. Column 0 is a correctness score in [0, 1] (success at
+# >= 0.5), column 1 a format bonus; the last completion of prompt 2 was unscorable by both (NaN, NaN).
+REWARDS = torch.tensor(
+    [
+        [1.0, 0.0], [0.2, 1.0], [0.0, 1.0], [0.7, 0.0],  # prompt 0: successes at 0 and 3
+        [0.0, 0.0], [0.0, 1.0], [0.1, 0.0], [0.4, 1.0],  # prompt 1: no success
+        [0.9, 1.0], [0.6, 0.0], [0.0, NAN], [NAN, NAN],  # prompt 2: successes at 0 and 1, one unscored sample
+    ]
+)  # fmt: skip
+WEIGHTS = torch.tensor([1.0, 0.5])
+SUCCESS = torch.tensor([[1.0, 0, 0, 1], [0, 0, 0, 0], [1, 1, 0, NAN]], dtype=torch.float64)
+COMBINED = torch.tensor([[1.0, 0.7, 0.5, 0.7], [0.0, 0.5, 0.1, 0.9], [1.4, 0.6, 0.0, NAN]])  # r0 + 0.5 r1
+
+
+def test_success_threshold_and_weighted_sum():
+    step = passk_step(REWARDS, WEIGHTS, num_generations=4, k=2, success_threshold=0.5, log_ks=(1, 2, 4))
+    torch.testing.assert_close(step.success, SUCCESS, rtol=0, atol=0, equal_nan=True)
+    assert torch.allclose(step.pass1.float(), ADVANTAGE_ESTIMATORS["grpo"](COMBINED), atol=1e-6)
+    # pass1 objective: the advantages are GRPO's, the pass@k part is zero, pass@1 has weight 1 everywhere
+    assert torch.equal(step.advantages.view(3, 4), step.pass1) and not step.passk.any()
+    assert step.pass1_weight.tolist() == [1.0, 1.0, 1.0] and step.metrics["passk/objective_weight"] == 1.0
+    # unbiased pass@k per prompt from its scored samples: (n, c) = (4, 2), (4, 0), (3, 2); pass@4 skips prompt 2
+    assert step.metrics["passk/pass@2"] == pytest.approx((pass_at_k(4, 2, 2) + 0 + pass_at_k(3, 2, 2)) / 3)
+    assert step.metrics["passk/pass@4"] == pytest.approx((1 + 0) / 2)
+    assert step.metrics["passk/k"] == 2.0
+
+
+def test_hybrid_mixes_lambda_and_reads_the_success_column():
+    step = passk_step(
+        REWARDS[:, [1, 0]], WEIGHTS.flip(0), num_generations=4, k=2, objective="hybrid", hybrid_lambda=0.25,
+        success_index=1, success_threshold=0.5,
+    )  # fmt: skip
+    torch.testing.assert_close(
+        step.success, SUCCESS, rtol=0, atol=0, equal_nan=True
+    )  # the success reward is now column 1
+    passk = ADVANTAGE_ESTIMATORS["analytic"](SUCCESS, 2)
+    assert torch.allclose(step.passk, passk)
+    assert torch.allclose(step.advantages.view(3, 4), 0.25 * step.pass1 + 0.75 * passk)
+
+
+def test_combination_exceeding_and_combined_reward():
+    step = passk_step(
+        REWARDS, WEIGHTS, num_generations=4, k=3, objective="combination", estimator="pkpo", passk_reward="combined",
+        exceeding_passk=True, exceeding_passk_coef=0.4, success_threshold=0.5,
+    )  # fmt: skip
+    c = torch.tensor([2.0, 0.0, 2.0], dtype=torch.float64)  # correct samples per prompt
+    scale = torch.where(c >= 1, 0.4 / torch.log(c + 0.5), 1.0)
+    passk = ADVANTAGE_ESTIMATORS["pkpo"](COMBINED.double(), 3) * scale[:, None]
+    assert torch.allclose(step.passk, passk)
+    rate = torch.tensor([2 / 4, 0.0, 2 / 3], dtype=torch.float64)  # c / n over scored samples
+    assert torch.allclose(step.pass1_weight, 1 - rate)
+    expected = rate[:, None] * passk + (1 - rate[:, None]) * step.pass1
+    assert torch.allclose(step.advantages.view(3, 4), expected)
+
+
+@pytest.mark.parametrize("estimator", sorted(RANDOM_ESTIMATORS))
+def test_random_estimators_draw_from_the_given_generator(estimator):
+    def draw(seed):
+        gen = torch.Generator().manual_seed(seed)
+        return passk_step(
+            REWARDS, WEIGHTS, num_generations=4, k=2, objective="passk", estimator=estimator, generator=gen,
+            success_threshold=0.5,
+        ).advantages  # fmt: skip
+
+    assert torch.equal(draw(0), draw(0))
+    assert any(not torch.equal(draw(0), draw(seed)) for seed in range(1, 6))
+
+
+def test_k_is_capped_at_the_group_size():
+    step = passk_step(REWARDS, WEIGHTS, num_generations=4, k=9, objective="passk", success_threshold=0.5)
+    assert step.metrics["passk/k"] == 4.0
+    assert torch.allclose(step.passk, ADVANTAGE_ESTIMATORS["analytic"](SUCCESS, 4))

@@ -1,0 +1,401 @@
+"""What the `trl-passk` scripts (`grpo`, `eval`, `diagnose`) share, so that they read data, models and rewards the same
+way: recipe files, dataset sources, model and adapter loading, reward resolution, and the dataclasses of the options
+`eval` and `diagnose` have in common. Nothing here trains or evaluates; the library does.
+
+Dataset sources, one dispatch for every command ([`load_dataset_source`], checked without loading by
+[`describe_dataset_source`]), tried in this order:
+
+1. an alias built offline, one line per kind in [`DATASET_SOURCES`] (e.g. `reasoning_gym:chain_sum?size=64&seed=1`);
+2. a local file with a suffix in [`DATA_FILE_BUILDERS`] (one split-less dataset);
+3. a local directory: written by `save_to_disk` (it holds `dataset_dict.json` or `state.json`), else data files;
+4. otherwise a hub dataset name.
+
+Splits ([`select_split`]): a split-less dataset (a file, an alias without `test_size`) serves whatever split is asked
+for; a dataset with named splits must hold the split asked for, unless it has exactly one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data import (
+    ANSWER_FORMATS,
+    REASONING_GYM_PREFIXES,
+    check_reasoning_gym_source,
+    is_reasoning_gym_source,
+    load_reasoning_gym_source,
+    map_columns,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CLIError",
+    "DATASET_SOURCES",
+    "DATA_FILE_BUILDERS",
+    "DatasetArguments",
+    "HelpFormatter",
+    "ModelArguments",
+    "RewardArguments",
+    "default_reward_names",
+    "describe_dataset_source",
+    "describe_model_source",
+    "load_dataset_source",
+    "load_model",
+    "load_problems",
+    "map_dataset_columns",
+    "parse_dataclasses",
+    "read_recipe",
+    "resolve_rewards",
+    "select_split",
+]
+
+
+class CLIError(ValueError):
+    """A problem with the recipe or the command line: printed as one message, exit status 2, no traceback."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's line breaks and shows each option's default."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Options shared by `trl-passk eval` and `trl-passk diagnose`
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelArguments:
+    """The model to evaluate or diagnose, see [`load_model`]."""
+
+    _argument_group_name = "model"
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "local dir, hub name, or embedded:SmolLM2-135M-Instruct"}
+    )
+    adapter: str | None = field(
+        default=None, metadata={"help": "PEFT adapter dir (or a training checkpoint dir holding one)"}
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "weights dtype ('auto': the checkpoint's)",
+            "choices": ["auto", "float32", "bfloat16", "float16"],
+        },
+    )
+    device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, ..."})
+
+
+@dataclass
+class DatasetArguments:
+    """The problems, see [`load_problems`]."""
+
+    _argument_group_name = "data"
+
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "local dir (save_to_disk) or .json/.jsonl/.parquet/.csv file, hub name, or reasoning_gym:..."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "hub dataset configuration name"})
+    split: str = field(default="test", metadata={"help": "split to read when the dataset has several"})
+    max_problems: int | None = field(default=None, metadata={"help": "use only the first N problems"})
+    prompt_column: str = field(
+        default="prompt", metadata={"help": "problem column; not 'prompt' maps the dataset (with answer_column)"}
+    )
+    answer_column: str = field(default="answer", metadata={"help": "gold answer column (mapped to 'solution')"})
+    answer_format: str | None = field(
+        default=None,
+        metadata={"help": "how to read the gold; setting it maps the dataset", "choices": list(ANSWER_FORMATS)},
+    )
+    system_prompt: str | None = field(
+        default=None,
+        metadata={"help": "system message: replaces a reasoning_gym: task's default, or is added when mapping"},
+    )
+
+
+@dataclass
+class RewardArguments:
+    """The verifiable reward and what counts as a success."""
+
+    _argument_group_name = "reward"
+
+    reward: str | None = field(
+        default=None,
+        metadata={
+            "help": "registered reward name or dotted path; default reasoning_gym_accuracy for reasoning_gym: "
+            "datasets, else math_accuracy"
+        },
+    )
+    success_threshold: float = field(default=1.0, metadata={"help": "success = reward >= this"})
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Parsing: the recipe file first (readable errors with file and line), then TRL's parser over the dataclasses
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _config_path(argv: Sequence[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--config":
+            if i + 1 >= len(argv):
+                raise CLIError("--config needs a path to a YAML recipe.")
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def read_recipe(parser, argv: Sequence[str]) -> dict:
+    """The YAML recipe named by `--config` in `argv` (`{}` without one), checked: a mapping whose keys are all fields
+    of the dataclasses of `parser` (a `TrlParser`). Errors ([`CLIError`]) name the file, the line and, for a typo, the
+    closest valid key."""
+    import yaml
+
+    path = _config_path(argv)
+    if path is None:
+        return {}
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise CLIError(f"cannot read config file {path}: {error.strerror or error}") from None
+    try:
+        config = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else path
+        problem = getattr(error, "problem", None) or str(error)
+        context = getattr(error, "context", None)
+        raise CLIError(f"cannot parse config file {where}: {problem}" + (f" ({context})" if context else "")) from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise CLIError(f"config file {path} must be a YAML mapping of option: value, got a {type(config).__name__}.")
+    lines = {}
+    if isinstance(node, yaml.MappingNode):
+        lines = {key.value: key.start_mark.line + 1 for key, _ in node.value if isinstance(key, yaml.ScalarNode)}
+    known = {f.name for dataclass_type in parser.dataclass_types for f in dataclasses.fields(dataclass_type)}
+    known.add("env")  # TrlParser: environment variables to set
+    unknown = [key for key in config if key not in known]
+    if unknown:
+        problems = []
+        for key in unknown:
+            hint = difflib.get_close_matches(str(key), sorted(known), n=1)
+            line = f"line {lines[key]}: " if key in lines else ""
+            problems.append(f"  {line}{key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        raise CLIError(
+            f"unknown key(s) in config file {path}:\n"
+            + "\n".join(problems)
+            + "\nValid keys are the fields of "
+            + ", ".join(dataclass_type.__name__ for dataclass_type in parser.dataclass_types)
+            + f" (see `{parser.prog} --help`)."
+        )
+    return config
+
+
+def parse_dataclasses(parser, argv: Sequence[str]) -> tuple:
+    """`parser.parse_args_and_config(argv)` (a `TrlParser`: one `--config` recipe fills every dataclass, flags
+    override it), with recipe problems, unknown options and invalid values raised as [`CLIError`]."""
+    argv = list(argv)
+    read_recipe(parser, argv)
+    try:
+        return parser.parse_args_and_config(argv, fail_with_unknown_args=True)
+    except ValueError as error:
+        raise CLIError(str(error)) from None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Dataset sources
+# ---------------------------------------------------------------------------------------------------------------------
+
+# Sources built offline from an alias, one line per kind: (alias prefixes, load(source, **overrides) -> Dataset or
+# DatasetDict, check(source) -> description, raising ValueError without building anything). `overrides` holds
+# `system_prompt` when the command sets one.
+DATASET_SOURCES: list[tuple[tuple[str, ...], Callable, Callable[[str], str]]] = [
+    (REASONING_GYM_PREFIXES, load_reasoning_gym_source, check_reasoning_gym_source),
+]
+# Local data files: suffix -> `datasets` builder.
+DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+_HUB_NAME_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def _alias(source: str):
+    return next((entry for entry in DATASET_SOURCES if source.strip().startswith(entry[0])), None)
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_dict.json").exists() or (path / "state.json").exists()
+
+
+def describe_dataset_source(source: str | None, config: str | None = None) -> str:
+    """Check that `source` is well formed, without loading anything; return what it is (raises [`CLIError`])."""
+    if not source:
+        raise CLIError("a dataset is required: a hub name, a local path or 'reasoning_gym:<task>?size=..&seed=..'.")
+    alias = _alias(source)
+    if alias is not None:
+        try:
+            return alias[2](source)
+        except ValueError as error:
+            raise CLIError(str(error)) from None
+    path = Path(source).expanduser()
+    if path.exists():
+        if path.is_file() and path.suffix.lower() not in DATA_FILE_BUILDERS:
+            raise CLIError(f"{source!r}: local files must be one of {sorted(DATA_FILE_BUILDERS)}.")
+        return f"local {'file' if path.is_file() else 'directory'} {path}"
+    if source.startswith((".", "/", "~")) or Path(source).suffix.lower() in DATA_FILE_BUILDERS:
+        raise CLIError(f"{source!r} looks like a local path but does not exist.")
+    if not _HUB_NAME_RE.match(source):
+        raise CLIError(f"{source!r} is neither an existing local path nor a hub name like 'openai/gsm8k'.")
+    return f"hub dataset {source!r}" + (f" (config {config!r})" if config else "")
+
+
+def load_dataset_source(source: str, config: str | None = None, system_prompt: str | None = None):
+    """Load `source` (see the module docstring) as a `Dataset` (split-less) or a `DatasetDict`. `system_prompt`
+    replaces an alias source's default system message; `config` is the hub or folder configuration name."""
+    import datasets
+
+    describe_dataset_source(source, config)
+    alias = _alias(source)
+    if alias is not None:
+        try:
+            return alias[1](source, **({} if system_prompt is None else {"system_prompt": system_prompt}))
+        except ValueError as error:
+            raise CLIError(f"{source!r}: {error}") from None
+    path = Path(source).expanduser()
+    if path.is_file():
+        return datasets.load_dataset(DATA_FILE_BUILDERS[path.suffix.lower()], data_files=str(path), split="train")
+    if path.is_dir():
+        return (
+            datasets.load_from_disk(str(path)) if _is_saved_dataset(path) else datasets.load_dataset(str(path), config)
+        )
+    return datasets.load_dataset(source, config)  # the hub: fails offline
+
+
+def select_split(dataset, split: str, option: str):
+    """The `split` of `dataset`: a split-less `Dataset` serves any split; a `DatasetDict` must hold `split` unless it
+    has exactly one. `option` names the command-line option that picks another split, for the error."""
+    import datasets
+
+    if not isinstance(dataset, datasets.DatasetDict):
+        return dataset
+    if split in dataset:
+        return dataset[split]
+    if len(dataset) == 1:
+        only = next(iter(dataset))
+        logger.warning("split %r not in the dataset; using its only split %r", split, only)
+        return dataset[only]
+    raise CLIError(f"split {split!r} not found in the dataset (splits: {list(dataset)}); set {option}.")
+
+
+def map_dataset_columns(dataset, prompt_column, answer_column, answer_format, system_prompt):
+    """[`~data.map_columns`] with its errors (a missing column, naming the option) as [`CLIError`]."""
+    try:
+        return map_columns(dataset, prompt_column, answer_column, answer_format, system_prompt)
+    except ValueError as error:
+        raise CLIError(str(error)) from None
+
+
+def load_problems(data_args: DatasetArguments):
+    """The evaluated problems: `data_args.dataset` loaded, its `split` selected, mapped to `prompt`/`solution` when
+    `prompt_column` is not `'prompt'` or `answer_format` is set, cut to `max_problems`."""
+    dataset = load_dataset_source(data_args.dataset, data_args.dataset_config, data_args.system_prompt)
+    dataset = select_split(dataset, data_args.split, "--split")
+    if data_args.prompt_column != "prompt" or data_args.answer_format is not None:
+        dataset = map_dataset_columns(
+            dataset,
+            data_args.prompt_column,
+            data_args.answer_column,
+            data_args.answer_format or "raw",
+            data_args.system_prompt,
+        )
+    if data_args.max_problems is not None:
+        dataset = dataset.select(range(min(data_args.max_problems, len(dataset))))
+    return dataset
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def describe_model_source(name: str | None, adapter: str | None = None) -> str:
+    """Check that `name` is a usable model id (and `adapter`, if given, a directory), without loading anything;
+    return what it is (raises [`CLIError`])."""
+    from ..embedded import is_embedded, locate_gguf
+
+    if adapter and not os.path.isdir(adapter):
+        raise CLIError(f"--adapter {adapter!r} is not a directory")
+    if not name:
+        raise CLIError("model_name_or_path is required (hub name, local directory or embedded:<name>).")
+    if is_embedded(name):
+        try:
+            gguf = locate_gguf(name)
+        except (ValueError, ImportError) as error:
+            raise CLIError(f"model_name_or_path: {error}") from None
+        return f"embedded model {name} (GGUF {gguf}; converted once into a local cache on first use)"
+    if Path(name).expanduser().exists():
+        return f"local checkpoint {name}"
+    if name.startswith((".", "/", "~")):
+        raise CLIError(f"model_name_or_path={name!r} looks like a local path but does not exist.")
+    return f"hub model {name!r}"
+
+
+def load_model(model_args: ModelArguments):
+    """`(model, tokenizer)` of `model_args`: `embedded:` ids resolved, the PEFT `adapter` applied (its tokenizer used
+    when the adapter directory holds one), moved to `device`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..embedded import resolve_model_path
+
+    path = resolve_model_path(model_args.model_name_or_path)
+    device = model_args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = "auto" if model_args.dtype == "auto" else getattr(torch, model_args.dtype)
+    adapter = model_args.adapter
+    has_tokenizer = adapter and os.path.exists(os.path.join(adapter, "tokenizer_config.json"))
+    tokenizer = AutoTokenizer.from_pretrained(adapter if has_tokenizer else path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    return model.to(device), tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Rewards
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def default_reward_names(names: Sequence[str] | str | None, dataset_source: str | None) -> list[str]:
+    """`names` as a list; without any, the default rule: `reasoning_gym_accuracy` for `reasoning_gym:` sources,
+    else `math_accuracy`."""
+    if names:
+        return [names] if isinstance(names, str) else list(names)
+    if dataset_source and is_reasoning_gym_source(dataset_source):
+        return ["reasoning_gym_accuracy"]
+    return ["math_accuracy"]
+
+
+def resolve_rewards(names: Sequence[str]) -> list[Callable[..., Any]]:
+    """The reward functions of `names` (registered names or dotted import paths); an unknown name raises
+    [`CLIError`] listing the registered ones."""
+    from ..rewards import get_reward_func
+
+    try:
+        return [get_reward_func(name) for name in names]
+    except ValueError as error:
+        raise CLIError(str(error)) from None
