@@ -43,6 +43,9 @@ def test_estimator_choices_come_from_the_registry():
         (dict(interference="filtr"), "off, diagnose, filter, drop"),
         (dict(interference_threshold=2.0), "interference_threshold=2.0"),
         (dict(objective="hybrid", multi_objective_aggregation="normalize_then_sum"), "sum_then_normalize"),
+        (dict(objective="hybrid", hybrid_scale="objective"), "passk_estimator='analytic'"),
+        (dict(hybrid_scale="objectives"), "advantage, objective"),
+        (dict(hybrid_scale="objective", multi_objective_aggregation="normalize_then_sum"), "hybrid_scale='objective'"),
     ],
 )
 def test_bad_values_raise_naming_value_and_fix(kwargs, match):

@@ -86,3 +86,43 @@ def test_k_is_capped_at_the_group_size():
     step = passk_step(REWARDS, WEIGHTS, num_generations=4, k=9, objective="passk", success_threshold=0.5)
     assert step.metrics["passk/k"] == 4.0
     assert torch.allclose(step.passk, ADVANTAGE_ESTIMATORS["analytic"](SUCCESS, 4))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# hybrid_scale="objective": the expected update is the gradient of lambda * J_1 + (1 - lambda) * J_k, exactly
+
+
+def expected_weight_on_grad_p(G: int, p: float, **settings) -> float:
+    """E[(1/G) sum_i A_i d/dp log pi(y_i)] for one prompt whose completions are correct with probability p, by exact
+    enumeration of all 2^G outcomes (one prompt per outcome, one passk_step call); d/dp log pi = 1/p or -1/(1-p)."""
+    import itertools
+
+    outcomes = torch.tensor(list(itertools.product([0.0, 1.0], repeat=G)), dtype=torch.float64)  # (2^G, G)
+    step = passk_step(outcomes.reshape(-1, 1), torch.ones(1, dtype=torch.float64), num_generations=G, **settings)
+    adv = step.advantages.view(-1, G).double()
+    c = outcomes.sum(dim=1).double()
+    prob = p**c * (1 - p) ** (G - c)  # (2^G,)
+    score = torch.where(outcomes.bool(), torch.full_like(outcomes, 1 / p), torch.full_like(outcomes, -1 / (1 - p)))
+    return float((prob * (adv * score).sum(dim=1) / G).sum())
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.7])
+@pytest.mark.parametrize("lam", [0.0, 0.3, 0.7, 1.0])
+def test_objective_scale_hybrid_is_the_gradient_of_the_mixed_objective(p, lam):
+    G, k = 6, 3
+    got = expected_weight_on_grad_p(
+        G, p, k=k, objective="hybrid", pass1_estimator="rloo", estimator="pkpo", hybrid_lambda=lam
+    )
+    # d/dp [lam * p + (1 - lam) * (1 - (1 - p)^k)]
+    assert got == pytest.approx(lam + (1 - lam) * k * (1 - p) ** (k - 1), rel=1e-9)
+
+
+def test_advantage_scale_hybrid_weights_hard_prompts_by_its_normalisations():
+    """The default hybrid is not that gradient: GRPO's std division up-weights hard prompts (documented in
+    PassKGRPOConfig.hybrid_scale). At p = 0.05, G = 6, lambda = 1 (pure GRPO) weighs grad p about twice as much as
+    the unbiased pass@1 estimator does (1.96 vs 1), and the ratio grows as p falls."""
+    G = 6
+    grpo = expected_weight_on_grad_p(G, 0.05, k=3, objective="hybrid", hybrid_lambda=1.0)
+    rloo = expected_weight_on_grad_p(G, 0.05, k=3, objective="hybrid", pass1_estimator="rloo", hybrid_lambda=1.0)
+    assert rloo == pytest.approx(1.0, rel=1e-9) and grpo > 1.5
+    assert expected_weight_on_grad_p(G, 0.02, k=3, objective="hybrid", hybrid_lambda=1.0) > grpo

@@ -69,6 +69,8 @@ OBJECTIVE_CASES = [
     dict(objective="hybrid", k=2),
     dict(objective="hybrid", k=2, hybrid_lambda_schedule="step", hybrid_lambda_start=0.0, hybrid_lambda=1.0),
     dict(objective="combination", k=2, exceeding_passk=True),
+    dict(objective="hybrid", k=2, hybrid_scale="objective", passk_estimator="pkpo"),
+    dict(objective="passk", passk_estimator="maxrl"),
     dict(objective="passk", passk_estimator="pkpo", passk_reward="combined", k=2, reward="continuous"),
 ]
 

@@ -17,6 +17,9 @@ check_trl_version()  # also when this module is imported directly, not through t
 SCHEDULES = ("constant", "linear", "step")
 PASSK_REWARDS = ("success", "combined")
 INTERFERENCE_MODES = ("off", "diagnose", "filter", "drop")
+HYBRID_SCALES = ("advantage", "objective")
+# Unbiased, un-normalised pass@k-type estimators: the ones `hybrid_scale="objective"` can mix with RLOO's pass@1.
+OBJECTIVE_SCALE_ESTIMATORS = ("pkpo", "maxrl", "rloo")
 
 
 def scheduled_value(schedule: str, start: float, end: float, progress: float, ratio: float) -> float:
@@ -80,6 +83,15 @@ class PassKGRPOConfig(GRPOConfig):
 
         hybrid_lambda (`float`, *optional*, defaults to `0.7`):
             Weight of pass@1 in `"hybrid"` (Barakat et al. 2026 use 0.7). With a schedule this is the final value.
+        hybrid_scale (`str`, *optional*, defaults to `"advantage"`):
+            How the pass@1 and pass@k parts are scaled before mixing. `"advantage"`: GRPO's std-normalised pass@1
+            advantage (TRL's `scale_rewards`) and the chosen estimator's, as Barakat et al. 2026 mix them; each part
+            has its own normalisation, so lambda weighs advantages, not objectives (GRPO's part already up-weights
+            hard prompts by about `1/sqrt(p(1-p))`). `"objective"`: unbiased, un-normalised estimators for both
+            parts, RLOO (`r_i - mean_{-i} r`) for pass@1 and `passk_estimator` (`"pkpo"`, `"maxrl"` or `"rloo"`)
+            for pass@k, so the expected update is exactly `grad(lambda * J_1 + (1 - lambda) * J_k)`: each prompt's
+            `grad p(x)` weighted by `lambda + (1 - lambda) * k (1 - p)^(k - 1)`. There is no std division, so the
+            advantages are smaller than GRPO's (about `sqrt(p(1-p))` times); scale the learning rate accordingly.
         hybrid_lambda_schedule (`str`, *optional*, defaults to `"constant"`):
             `"constant"`, `"linear"` (from `hybrid_lambda_start` to `hybrid_lambda`) or `"step"` (switch at
             `hybrid_lambda_schedule_ratio`; `hybrid_lambda_start=0, hybrid_lambda=1` trains pass@k first, then pass@1).
@@ -189,6 +201,15 @@ class PassKGRPOConfig(GRPOConfig):
         default=0.7,
         metadata={"help": "Weight of pass@1 in the hybrid objective, in [0, 1]. With a schedule, the final value."},
     )
+    hybrid_scale: str = field(
+        default="advantage",
+        metadata={
+            "help": "How pass@1 and pass@k parts are scaled before mixing: 'advantage' (GRPO's std-normalised A_1 "
+            "and the estimator's A_k, as Barakat et al. 2026) or 'objective' (unbiased un-normalised RLOO A_1 and "
+            "passk_estimator 'pkpo'/'maxrl'/'rloo', so the expected update is grad(lambda*J_1 + (1-lambda)*J_k)).",
+            "choices": list(HYBRID_SCALES),
+        },
+    )
     hybrid_lambda_schedule: str = field(
         default="constant",
         metadata={
@@ -265,10 +286,13 @@ class PassKGRPOConfig(GRPOConfig):
         super().__post_init__()
         # Our advantages replace TRL's only for these settings; with the defaults TRL's stay untouched, so every
         # aggregation TRL offers is accepted.
-        edits = self.objective != "pass1" or self.interference in ("filter", "drop")
-        if edits and self.multi_objective_aggregation != "sum_then_normalize":
+        if self.replaces_advantages and self.multi_objective_aggregation != "sum_then_normalize":
             setting = (
-                f"objective={self.objective!r}" if self.objective != "pass1" else f"interference={self.interference!r}"
+                f"objective={self.objective!r}"
+                if self.objective != "pass1"
+                else f"hybrid_scale={self.hybrid_scale!r}"
+                if self.hybrid_scale != "advantage"
+                else f"interference={self.interference!r}"
             )
             raise ValueError(
                 f"{setting} builds its pass@1 part from the weighted sum of rewards, which needs "
@@ -287,6 +311,14 @@ class PassKGRPOConfig(GRPOConfig):
         one_of("hybrid_lambda_schedule", self.hybrid_lambda_schedule, SCHEDULES)
         one_of("k_schedule", self.k_schedule, SCHEDULES)
         one_of("interference", self.interference, INTERFERENCE_MODES)
+        one_of("hybrid_scale", self.hybrid_scale, HYBRID_SCALES)
+        if self.hybrid_scale == "objective" and self.objective != "pass1":
+            if self.passk_estimator not in OBJECTIVE_SCALE_ESTIMATORS:
+                raise ValueError(
+                    f"hybrid_scale='objective' needs an unbiased, un-normalised pass@k estimator, got "
+                    f"passk_estimator={self.passk_estimator!r} (std-normalised). Use passk_estimator='pkpo' (pass@k, "
+                    f"Walder & Karkhanis 2025), 'maxrl' or 'rloo', or hybrid_scale='advantage'."
+                )
 
         for name in ("hybrid_lambda", "hybrid_lambda_start"):
             value = getattr(self, name)
@@ -340,6 +372,16 @@ class PassKGRPOConfig(GRPOConfig):
         bad = [v for v in self.passk_log_ks if not 1 <= int(v) <= G]
         if bad:
             raise ValueError(f"passk_log_ks {bad} must lie in [1, num_generations={G}].")
+
+    @property
+    def replaces_advantages(self) -> bool:
+        """Whether training uses this package's advantages instead of TRL's (with the defaults it does not)."""
+        return self.objective != "pass1" or self.hybrid_scale != "advantage" or self.interference in ("filter", "drop")
+
+    @property
+    def pass1_estimator(self) -> str:
+        """The estimator of the pass@1 part: GRPO's (TRL's normalisation), or RLOO under `hybrid_scale="objective"`."""
+        return "rloo" if self.hybrid_scale == "objective" else "grpo"
 
     def k_at(self, progress: float) -> int:
         """k in effect at ``progress`` (fraction of training done)."""

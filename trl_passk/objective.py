@@ -64,6 +64,7 @@ def passk_step(
     num_generations: int,
     k: int,
     objective: str = "pass1",
+    pass1_estimator: str = "grpo",
     estimator: str = "analytic",
     estimator_kwargs: dict | None = None,
     passk_reward: str = "success",
@@ -91,6 +92,8 @@ def passk_step(
         num_generations (`int`): ``G``.
         k (`int`): the k of pass@k (capped at ``G``).
         objective (`str`): ``"pass1"``, ``"passk"``, ``"hybrid"`` or ``"combination"`` (see `mix_objectives`).
+        pass1_estimator (`str`): the pass@1 part: ``"grpo"`` (TRL's normalisation, ``scale_rewards``) or ``"rloo"``
+            (unbiased, un-normalised; [`PassKGRPOConfig`]'s ``hybrid_scale="objective"``).
         estimator (`str`), estimator_kwargs (`dict`, *optional*): the pass@k estimator and its options; random
             estimators (`RANDOM_ESTIMATORS`) also get ``generator``.
         passk_reward (`str`): ``"success"`` (0/1 correctness) or ``"combined"`` (the weighted reward sum) for the
@@ -113,7 +116,8 @@ def passk_step(
     success = success_matrix(rewards_per_func, success_index, success_threshold, G)  # (P, G)
     k = min(k, G)
 
-    pass1 = get_advantage_estimator("grpo")(rewards, scale_rewards=scale_rewards).to(torch.float64)
+    pass1_options = {"scale_rewards": scale_rewards} if pass1_estimator == "grpo" else {}
+    pass1 = get_advantage_estimator(pass1_estimator)(rewards, **pass1_options).to(torch.float64)
     if objective == "pass1":
         passk = torch.zeros_like(pass1)
     else:

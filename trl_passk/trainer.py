@@ -196,6 +196,7 @@ class PassKGRPOTrainer(GRPOTrainer):
             num_generations=num_generations,
             k=args.k_at(progress),
             objective=args.objective,
+            pass1_estimator=args.pass1_estimator,
             estimator=args.passk_estimator,
             estimator_kwargs=args.passk_estimator_kwargs,
             passk_reward=args.passk_reward,
@@ -217,7 +218,7 @@ class PassKGRPOTrainer(GRPOTrainer):
             advantages = self._apply_interference(inputs, output, step, num_generations)
 
         # Eval keeps TRL's advantages (the eval loss stays comparable across objectives); pass1 is TRL's by definition.
-        if mode == "train" and (self.args.objective != "pass1" or self.args.interference in ("filter", "drop")):
+        if mode == "train" and self.args.replaces_advantages:
             local = output["advantages"]
             start = self.accelerator.process_index * local.shape[0]
             output["advantages"] = advantages[start : start + local.shape[0]].to(
