@@ -147,11 +147,15 @@ def _masked_standardise(values: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     """``(values - mean) / std`` along dim -1 over ``mask``, population std; 0 where std is 0 or masked.
 
     Args:
-        values (`torch.Tensor` of shape `(P, M)`), mask (`torch.Tensor` of shape `(P, M)`, bool).
+        values (`torch.Tensor` of shape `(P, M)`).
+        mask (`torch.Tensor` of shape `(P, M)`, or `(P, 1)` to take whole rows or none, bool).
     """
-    count = mask.sum(dim=-1, keepdim=True).clamp(min=1)
-    mean = (values * mask).sum(dim=-1, keepdim=True) / count
-    std = ((((values - mean) ** 2) * mask).sum(dim=-1, keepdim=True) / count).sqrt()
+    if mask.shape[-1] == 1 < values.shape[-1]:
+        std, mean = torch.std_mean(values, dim=-1, correction=0, keepdim=True)
+    else:
+        count = mask.sum(dim=-1, keepdim=True).clamp(min=1)
+        mean = (values * mask).sum(dim=-1, keepdim=True) / count
+        std = ((((values - mean) ** 2) * mask).sum(dim=-1, keepdim=True) / count).sqrt()
     ok = mask & (std > 1e-12)
     return torch.where(ok, (values - mean) / torch.where(ok, std, torch.ones_like(std)), torch.zeros_like(values))
 
@@ -232,35 +236,140 @@ def analytic_advantages(rewards: torch.Tensor, k: int, *, binarize: float | None
     return torch.where(valid & has_signal[:, None], adv, torch.zeros_like(adv))
 
 
+def _random_words(count: int, generator, device) -> torch.Tensor:
+    """``count`` uniform random 64-bit words (int64)."""
+    return torch.empty(count, dtype=torch.int64, device=device).random_(-(2**63), None, generator=generator)
+
+
 def _random_keys(shape, valid: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Uniform keys in [0, 1) of ``shape`` (last dim G), 2 where a sample is unscored so it is never picked first."""
-    keys = torch.rand(shape, generator=generator, dtype=torch.float32, device=valid.device)
-    return keys.masked_fill(~valid.view(valid.shape[0], *([1] * (len(shape) - 2)), valid.shape[1]), 2.0)
+    """Uniform random 64-bit keys of ``shape`` (last dim G), the largest value where a sample is unscored so that it
+    sorts last. Two keys tie with probability about ``G**2 / 2**65``, so sorting them gives a uniform permutation."""
+    keys = _random_words(math.prod(shape), generator, valid.device).view(shape)
+    return keys.masked_fill(~valid.view(valid.shape[0], *([1] * (len(shape) - 2)), valid.shape[1]), 2**63 - 1)
 
 
-def _floyd_subsets(valid: torch.Tensor, n: torch.Tensor, M: int, k: int, generator) -> torch.Tensor:
-    """``M`` independent uniform k-subsets of each row's scored samples, by Floyd's algorithm, vectorised.
+def _popcount(x: torch.Tensor) -> torch.Tensor:
+    """Number of set bits of each int64 (SWAR; the arithmetic wraps modulo 2**64 as two's complement does)."""
+    x = x - ((x >> 1) & 0x5555555555555555)
+    x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F
+    return (x * 0x0101010101010101) >> 56
 
-    Floyd: for ``t = n-k, ..., n-1`` draw ``r`` uniform in ``[0, t]`` and take ``r``, or ``t`` if ``r`` was taken
-    already; the result is a uniform k-subset of ``range(n)``. That costs ``k`` draws per subset instead of ``G`` random
-    keys and a top-k. Positions are then mapped to the scored samples of the row (rows with ``n < k`` give garbage
-    indices that the caller masks out).
+
+def _draw_positions(n: torch.Tensor, shape: tuple[int, ...], generator, words: int):
+    """One attempt at ``shape[1]`` positions per subset along dim 1, each uniform in ``[0, n)``, independently.
+
+    When every ``n`` is the same power of two up to 256 a position is the low bits of a random byte; otherwise it is
+    Lemire's multiply-shift ``floor(u n / 2**16)`` of a random 16-bit ``u``, made exact by rejecting the subset when a
+    product's low half falls below ``2**16 mod n`` (the surplus of the uneven division). A subset is also rejected when
+    two of its positions coincide: as bits of ``words`` 64-bit words its positions then set fewer than ``k`` bits.
+
+    Args:
+        n (`torch.Tensor`, int64): positions per subset, broadcastable to ``shape`` with size 1 in dim 1, ``<= 2**15``.
+        shape (`tuple`): ``(R, k)`` or ``(R, k, M)``.
+        words (`int`): ``ceil(max(n) / 64)``.
 
     Returns:
-        `torch.Tensor` of shape `(P, M, k)` (int64): column indices into the `(P, G)` rewards.
+        ``positions`` (int64, ``shape``) and ``rejected`` (bool, ``shape`` without dim 1).
+    """
+    k, numel, device = shape[1], math.prod(shape), n.device
+    n_max = int(n.max())
+    rejected = None
+    if n_max <= 256 and (n_max & (n_max - 1)) == 0 and bool((n == n_max).all()):
+        chunks = _random_words(-(-numel // 8), generator, device).view(torch.uint8)[:numel]  # a byte per position
+        positions = chunks.view(shape).bitwise_and_(n_max - 1).to(torch.int64)
+    else:
+        chunks = _random_words(-(-numel // 4), generator, device).view(torch.int16)[:numel]  # 16 bits per position
+        product = chunks.view(shape).to(torch.int32).bitwise_and_(0xFFFF).mul_(n.to(torch.int32))  # u * n < 2**31
+        rejected = (product & 0xFFFF).amin(dim=1) < ((1 << 16) % n).squeeze(1)
+        positions = product.bitwise_right_shift_(16).to(torch.int64)
+    if words == 1:
+        counts = _popcount((1 << positions).sum(dim=1))
+    else:
+        bitsets = torch.zeros(shape[:1] + (words,) + shape[2:], dtype=torch.int64, device=device)
+        counts = _popcount(bitsets.scatter_add_(1, positions >> 6, 1 << (positions & 63))).sum(dim=1)
+    return positions, counts != k if rejected is None else rejected | (counts != k)
+
+
+def _distinct_positions(n: torch.Tensor, M: int, k: int, generator) -> torch.Tensor:
+    """``M`` independent uniform k-subsets of ``range(n[r])`` per row: ``k`` positions drawn with replacement, and every
+    subset that repeats one drawn again (what is kept is uniform over k-subsets: each is as likely as any other).
+
+    Args:
+        n (`torch.Tensor` of shape `(R,)`, int64): ``k <= n <= 2**15``.
+
+    Returns:
+        `torch.Tensor` of shape `(R, k, M)` (int64).
+    """
+    R = n.shape[0]
+    words = -(-int(n.max()) // 64)
+    positions, rejected = _draw_positions(n.view(R, 1, 1), (R, k, M), generator, words)
+    pending = rejected.view(-1).nonzero().squeeze(1)  # (Q,): r * M + c of the rejected subsets
+    offsets = torch.arange(0, k * M, M, device=n.device)[:, None]  # flat offsets of positions[r, :, c], (k, 1)
+    same_n = bool((n == n[0]).all())
+    while pending.numel():  # in all about 1 / P(no repeat) - 1 redraws per subset, in a few shrinking rounds
+        Q = pending.numel()
+        tries = 1 if Q > 4096 else 8  # the last few subsets get several candidates each, so that the rounds end soon
+        rows = pending.div(M, rounding_mode="floor")
+        n_pending = n[:1] if same_n else n[rows].repeat(tries)
+        redrawn, rejected = _draw_positions(n_pending.view(1, 1, -1), (1, k, tries * Q), generator, words)
+        if tries > 1:  # keep the first accepted candidate of each subset: distributed as any accepted one
+            accepted = ~rejected.view(tries, Q)
+            first = accepted.to(torch.uint8).argmax(dim=0)  # (Q,)
+            redrawn = redrawn.view(k, tries, Q).gather(1, first.view(1, 1, Q).expand(k, 1, Q))
+            rejected = ~accepted.any(dim=0)
+        flat = pending + rows * ((k - 1) * M) + offsets  # (k, Q): positions.view(-1) index of [r, j, c]
+        positions.view(-1).scatter_(0, flat.view(-1), redrawn.reshape(-1))
+        pending = pending[rejected.view(-1)]
+    return positions
+
+
+def _uniform_subsets(valid: torch.Tensor, n: torch.Tensor, M: int, k: int, generator) -> torch.Tensor:
+    """``M`` independent uniform k-subsets of each row's scored samples, as column indices.
+
+    Two exact samplers, chosen per row by the chance ``q = n! / ((n - k)! n**k)`` that ``k`` positions drawn with
+    replacement are distinct:
+
+    - ``q >= 1/2`` (about ``k (k - 1) < 1.4 n``: ``k <= 9`` of 64, ``k <= 26`` of 512): draw ``k`` positions with
+      replacement and redraw the subsets that repeat one (:func:`_distinct_positions`), ``O(M k)`` tensor work and no
+      loop over ``k``;
+    - otherwise: a random 64-bit key per sample and subset, the ``k`` smallest kept: ``O(M G)``, at most about
+      ``k / 1.4`` times the first on these rows (taken in blocks of at most ``2**22`` keys).
+
+    Rows with ``n < k`` get arbitrary indices that the caller masks out.
+
+    Args:
+        valid (`torch.Tensor` of shape `(P, G)`, bool), n (`torch.Tensor` of shape `(P,)`): scored samples and their
+            count per row; M (`int`): subsets per row; k (`int`).
+
+    Returns:
+        `torch.Tensor` of shape `(P, k, M)` (int64): column indices into the `(P, G)` rewards.
     """
     P, G = valid.shape
-    scored_first = (~valid).to(torch.int8).argsort(dim=1, stable=True)  # (P, G): scored samples' columns first
-    n_ = n.clamp(min=k).to(torch.float64)[:, None].expand(P, M)  # (P, M)
-    picks = torch.empty(P, M, k, dtype=torch.long, device=valid.device)
-    for j in range(k):
-        top = n_ - k + j  # (P, M): the t of Floyd's step j
-        u = torch.rand((P, M), generator=generator, dtype=torch.float64, device=valid.device)
-        r = torch.minimum((u * (top + 1)).floor(), top).long()
-        taken = (picks[..., :j] == r[..., None]).any(dim=-1)
-        picks[..., j] = torch.where(taken, top.long(), r)
-    picks = picks.clamp(max=G - 1)
-    return scored_first.gather(1, picks.view(P, M * k)).view(P, M, k)
+    nf = n.to(torch.float64).clamp(min=k)
+    log_distinct = torch.lgamma(nf + 1) - torch.lgamma(nf - k + 1) - k * torch.log(nf)  # log P(k draws distinct)
+    by_draws = (n >= k) & (log_distinct >= -math.log(2)) & (n <= 1 << 15)
+    if bool(by_draws.all()):
+        return _scored_columns(valid, _distinct_positions(n, M, k, generator))
+    subsets = torch.zeros(P, k, M, dtype=torch.long, device=valid.device)
+    if by_draws.any():
+        rows = by_draws.nonzero().squeeze(1)
+        subsets[rows] = _scored_columns(valid[rows], _distinct_positions(n[rows], M, k, generator))
+    rows = ((n >= k) & ~by_draws).nonzero().squeeze(1)
+    block = max(1, (1 << 22) // (M * G))  # rows at a time: at most 2**22 keys (32 MiB)
+    for start in range(0, rows.numel(), block):
+        some = rows[start : start + block]
+        keys = _random_keys((some.numel(), M, G), valid[some], generator)  # unscored: never among the k smallest
+        subsets[some] = keys.topk(k, dim=-1, largest=False, sorted=False).indices.transpose(1, 2)
+    return subsets
+
+
+def _scored_columns(valid: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Columns of the scored samples at ``positions`` (counted among each row's scored samples), `(R, k, M)`."""
+    if bool(valid.all()):
+        return positions
+    scored_first = (~valid).to(torch.int8).argsort(dim=1, stable=True)  # (R, G): scored samples' columns first
+    return scored_first.gather(1, positions.view(positions.shape[0], -1)).view_as(positions)
 
 
 @register_advantage_estimator("full", random=True)
@@ -287,18 +396,16 @@ def full_sampling_advantages(
     P, G = rewards.shape
     valid, n = _valid_counts(rewards)
     if shuffle:
-        keys = _random_keys((P, G), valid, generator)
+        perm = _random_keys((P, G), valid, generator).argsort(dim=1)  # (P, G): scored samples first, shuffled
     else:
-        keys = torch.arange(G, dtype=torch.float32, device=rewards.device).expand(P, G).masked_fill(~valid, 2.0 * G)
-    perm = keys.argsort(dim=1, stable=True)  # (P, G): scored samples first
+        keys = torch.arange(G, device=rewards.device).expand(P, G).masked_fill(~valid, G)
+        perm = keys.argsort(dim=1, stable=True)  # (P, G): scored samples first, in order
     m = G // k
-    grouped = rewards.nan_to_num(0.0).gather(1, perm)[:, : m * k].view(P, m, k)  # (P, m, k)
-    group_reward = grouped.max(dim=-1).values  # (P, m)
+    perm = perm[:, : m * k]  # the remainder gets 0
+    group_reward = rewards.nan_to_num(0.0).gather(1, perm).view(P, m, k).amax(dim=-1)  # (P, m)
     group_ok = (torch.arange(1, m + 1, device=rewards.device) * k)[None, :] <= n[:, None]  # (P, m)
-    group_adv = _masked_standardise(group_reward, group_ok)  # (P, m)
-    adv_perm = torch.zeros_like(rewards)
-    adv_perm[:, : m * k] = group_adv.repeat_interleave(k, dim=1)
-    return torch.zeros_like(rewards).scatter(1, perm, adv_perm)
+    group_adv = _masked_standardise(group_reward, group_ok[:, :1] if bool(group_ok.all()) else group_ok)  # (P, m)
+    return torch.zeros_like(rewards).scatter_(1, perm, group_adv[:, :, None].expand(P, m, k).reshape(P, m * k))
 
 
 @register_advantage_estimator("bootstrap", random=True)
@@ -343,25 +450,24 @@ def bootstrap_advantages(
         raise ValueError(f"bootstrap: num_subsets must be >= 1, got {M}.")
     valid, n = _valid_counts(rewards)
     if sampling == "independent":
-        idx = _floyd_subsets(valid, n, M, k, generator)  # (P, M, k): k distinct scored samples per subset
-        ok = (n >= k)[:, None].expand(P, M)  # (P, M)
+        idx = _uniform_subsets(valid, n, M, k, generator)  # (P, k, M): k distinct scored samples per subset
+        ok = (n >= k)[:, None]  # (P, 1): every subset of a row, or none
     else:
         per_perm = G // k
         num_perms = -(-M // per_perm)
         keys = _random_keys((P, num_perms, G), valid, generator)
         perm = keys.argsort(dim=-1)[..., : per_perm * k]  # (P, R, per_perm * k): scored samples first
-        idx = perm.reshape(P, num_perms * per_perm, k)[:, :M]  # (P, M, k)
+        idx = perm.reshape(P, num_perms * per_perm, k)[:, :M].transpose(1, 2).contiguous()  # (P, k, M)
         chunk = torch.arange(num_perms * per_perm, device=rewards.device)[:M] % per_perm  # chunk index in its perm
         ok = (chunk[None, :] + 1) * k <= n[:, None]  # (P, M): chunk made of scored samples only
-    filled = rewards.nan_to_num(0.0)
-    flat_idx = idx.reshape(P, M * k)
-    subset_reward = filled.gather(1, flat_idx).view(P, M, k).max(dim=-1).values  # (P, M)
-    subset_adv = _masked_standardise(subset_reward, ok)  # (P, M), 0 where not ok
-    adv = torch.zeros_like(rewards).scatter_add_(1, flat_idx, subset_adv.repeat_interleave(k, dim=1))
+    flat_idx = idx.view(P, k * M)
+    entries = rewards.nan_to_num(0.0).gather(1, flat_idx)  # (P, k * M), reused below for the subset values
+    subset_adv = _masked_standardise(entries.view(P, k, M).amax(dim=1), ok)  # (P, M), 0 where not ok
+    entries.view(P, k, M).copy_(subset_adv[:, None, :].expand(P, k, M))
+    adv = torch.zeros_like(rewards).scatter_add_(1, flat_idx, entries)
     if reduction == "mean":
-        used = ok.to(rewards.dtype).repeat_interleave(k, dim=1)
-        hits = torch.zeros_like(rewards).scatter_add_(1, flat_idx, used)
-        adv = adv / hits.clamp(min=1)
+        entries.view(P, k, M).copy_(ok[:, None, :].expand(P, k, M))
+        adv = adv / torch.zeros_like(rewards).scatter_add_(1, flat_idx, entries).clamp(min=1)
     return adv.masked_fill(~valid, 0.0)
 
 
@@ -381,20 +487,20 @@ def _sorted_groups(rewards: torch.Tensor):
     return g.masked_fill(tail, 0.0), order, n, tail
 
 
-def _rank_weights(log_col: torch.Tensor, log_norm: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
-    """``exp(log_col - log_norm)`` as `(P, G)`, zero in the unscored tail.
+def _rank_weights(log_col: torch.Tensor, log_norm: torch.Tensor, tail: torch.Tensor | None = None) -> torch.Tensor:
+    """``exp(log_col - log_norm)``, zero in the unscored ``tail`` if given.
 
-    ``log_col`` `(1, G)` depends on the rank only and ``log_norm`` `(P, 1)` on the group only, so when both exponents
-    are safely inside float64's range the product of two small ``exp`` s replaces a `(P, G)` one (the common case:
-    groups of up to several hundred); otherwise the ratio is formed in log space. The tail is zeroed so that an
-    overflow there can never leak into the cumulative sums of the scored positions.
+    ``log_col`` `(1, G)` depends on the rank only and ``log_norm`` `(P, 1)` (or `(1, 1)`) on the group only, so when
+    both exponents are safely inside float64's range the product of two small ``exp`` s replaces a `(P, G)` one (the
+    common case: groups of up to several hundred); otherwise the ratio is formed in log space. The tail is zeroed so
+    that an overflow there can never leak into the cumulative sums of the scored positions.
     """
     finite_norm = log_norm[torch.isfinite(log_norm)]
-    if log_col.max() < 600 and (finite_norm.numel() == 0 or finite_norm.max() < 600):
+    if log_col.max() < 600 and (finite_norm.numel() == 0 or finite_norm.abs().max() < 600):
         weights = torch.exp(log_col) * torch.exp(-log_norm)
     else:
         weights = torch.exp(log_col - log_norm)
-    return weights.masked_fill(tail, 0.0) if tail.any() else weights
+    return weights.masked_fill(tail, 0.0) if tail is not None and tail.any() else weights
 
 
 def _loo_value(g: torch.Tensor, n: torch.Tensor, tail: torch.Tensor, kk: int) -> torch.Tensor:
@@ -418,6 +524,44 @@ def _loo_value(g: torch.Tensor, n: torch.Tensor, tail: torch.Tensor, kk: int) ->
     prefix = below.cumsum(dim=1) - below  # sum over t < i
     suffix = above.flip(1).cumsum(dim=1).flip(1) - above  # sum over j > i
     return prefix + suffix
+
+
+def _pkpo_loo_minus_one(rewards: torch.Tensor, k: int, reduction: str) -> torch.Tensor:
+    """PKPO's default ``s^(loo-1)`` (Eq. 33) in closed form: one sort and one cumulative sum.
+
+    Of the k-subsets ``I`` containing sample ``i``, only those where ``i`` ranks highest have
+    ``max_I g != max_{I minus i} g``; the rest of such a subset is a (k-1)-subset of the ranks below ``i``, whose top
+    is rank ``t`` in ``C(t - 1, k - 2)`` of them. With rewards sorted ascending (ranks ``1..n``, ties in any order):
+
+        s_i = [C(i - 1, k - 1) g_(i) - sum_{t < i} C(t - 1, k - 2) g_(t)] / C(n, k)
+
+    (so ``s_i = sum_{t < i} C(t - 1, k - 2) (g_(i) - g_(t)) / C(n, k)``: never negative, 0 for the lowest reward). At
+    ``k = 1``, where the paper's baseline is undefined, Eq. 26's leave-one-out baseline. Unscored samples (NaN) sort
+    last and stay NaN, which the registry turns into 0.
+
+    Args:
+        rewards (`torch.Tensor` of shape `(P, G)`), k (`int`), reduction (`str`): see :func:`pkpo_advantages`.
+
+    Returns:
+        `torch.Tensor` of shape `(P, G)`.
+    """
+    P, G = rewards.shape
+    _, n = _valid_counts(rewards)
+    nf = n.to(torch.float64)[:, None]  # (P, 1)
+    if k == 1:  # Eq. 26: g_i - mean_{j != i} g_j, at the per-sample-sum scale 1/n unless reduction="mean"
+        advantages = rewards - (rewards.nansum(dim=1, keepdim=True) - rewards) / (nf - 1).clamp(min=1)
+        return advantages if reduction == "mean" else advantages / nf
+    if bool((n == n[0]).all()):
+        nf = nf[:1]  # one group size: the weights depend on the rank only, (1, G)
+    log_norm = log_binom(nf, k) - (nf.log() if reduction == "mean" else 0.0)  # log(C(n, k) / n) for "mean"
+    log_norm = torch.where(nf >= k, log_norm, math.inf)  # fewer than k scored samples: every weight 0
+    rank = torch.arange(G, dtype=torch.float64, device=rewards.device)[None, :]  # i - 1 for ranks i = 1..G
+    lag = _rank_weights(log_binom(rank, k - 2), log_norm)  # C(t - 1, k - 2) / C(n, k), (P or 1, G)
+    lead = _rank_weights(log_binom(rank, k - 1), log_norm) + lag  # [C(i - 1, k - 1) + C(i - 1, k - 2)] / C(n, k)
+    g, order = rewards.sort(dim=1)  # (P, G): ascending, NaN last
+    weighted = lag * g
+    advantages = (lead * g).sub_(weighted.cumsum_(dim=1))  # lead_i g_i - sum_{t <= i} lag_t g_t
+    return torch.empty_like(advantages).scatter_(1, order, advantages)
 
 
 @register_advantage_estimator("pkpo")
@@ -454,6 +598,8 @@ def pkpo_advantages(rewards: torch.Tensor, k: int, *, baseline: str = "loo_minus
         raise ValueError(f"pkpo: baseline must be 'loo_minus_one', 'loo' or 'none', got {baseline!r}.")
     if reduction not in ("sum", "mean"):
         raise ValueError(f"pkpo: reduction must be 'sum' or 'mean', got {reduction!r}.")
+    if baseline == "loo_minus_one":
+        return _pkpo_loo_minus_one(rewards, k, reduction)
     g, order, n, tail = _sorted_groups(rewards)  # (P, G), (P, G), (P,), (P, G)
     tail = tail | (n < k)[:, None]  # groups with fewer than k scored samples get no weights at all
     nf = n.to(torch.float64)[:, None]  # (P, 1)
@@ -463,11 +609,7 @@ def pkpo_advantages(rewards: torch.Tensor, k: int, *, baseline: str = "loo_minus
     off = _rank_weights(log_binom(pos - 2, k - 2), log_norm, tail) * g  # m_ij g_(j) / C(n, k), any i < j
     s = diag + (off.flip(1).cumsum(dim=1).flip(1) - off)  # (P, G)
 
-    if baseline == "loo_minus_one" and k == 1:
-        s = (g - (g.sum(dim=1, keepdim=True) - g) / (nf - 1).clamp(min=1)) / nf  # Eq. 26, per-sample-sum scale
-    elif baseline == "loo_minus_one":
-        s = s - (k / nf) * _loo_value(g, n, tail, k - 1)
-    elif baseline == "loo":
+    if baseline == "loo":
         has_baseline = nf > k  # k <= n - 1; at k = n Listing 1 returns plain s
         s = torch.where(has_baseline, s - (k / (nf - 1).clamp(min=1)) * _loo_value(g, n, tail, k), s)
 
