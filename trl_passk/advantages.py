@@ -49,11 +49,14 @@ BINARY_ONLY_ESTIMATORS: set[str] = set()
 RANDOM_ESTIMATORS: set[str] = set()
 
 
-def register_advantage_estimator(name: str, *, binary_only: bool = False, random: bool = False):
+def register_advantage_estimator(name: str, *, binary_only: bool = False, random: bool = False, float64: bool = True):
     """Decorator that adds an estimator to :data:`ADVANTAGE_ESTIMATORS` under ``name``.
 
     Registering a different function under a name already taken raises. ``binary_only`` estimators reject rewards other
-    than 0/1 unless called with ``binarize=<threshold>``; ``random`` estimators accept ``generator=``.
+    than 0/1 unless called with ``binarize=<threshold>``; ``random`` estimators accept ``generator=``. The function
+    receives the rewards in float64 unless ``float64=False`` (then as given: for estimators that only compare rewards,
+    or that reproduce TRL's float32 arithmetic); its output is returned in the rewards' dtype with NaN and infinities
+    set to 0.
     """
 
     def decorator(fn: AdvantageEstimator) -> AdvantageEstimator:
@@ -67,8 +70,8 @@ def register_advantage_estimator(name: str, *, binary_only: bool = False, random
         @torch.no_grad()
         def wrapper(rewards: torch.Tensor, k: int = 1, **options) -> torch.Tensor:
             _check_inputs(name, rewards, k)
-            out = fn(rewards.to(torch.float64), int(k), **options)
-            return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).to(rewards.dtype)
+            out = fn(rewards.to(torch.float64) if float64 else rewards, int(k), **options)
+            return torch.nan_to_num(out.to(rewards.dtype), nan=0.0, posinf=0.0, neginf=0.0)
 
         ADVANTAGE_ESTIMATORS[name] = wrapper
         if binary_only:
@@ -164,7 +167,7 @@ def _masked_standardise(values: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 # pass@1
 
 
-@register_advantage_estimator("grpo")
+@register_advantage_estimator("grpo", float64=False)
 def grpo_advantages(rewards: torch.Tensor, k: int = 1, *, scale_rewards: str = "group", eps: float = 1e-4):
     """GRPO (pass@1) advantages, exactly as TRL computes them: ``(r - mean_group(r)) / (std + eps)``.
 
@@ -180,21 +183,25 @@ def grpo_advantages(rewards: torch.Tensor, k: int = 1, *, scale_rewards: str = "
     """
     if scale_rewards not in ("group", "batch", "none"):
         raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale_rewards!r}.")
-    # TRL computes in the reward dtype (float32); do the same so the result matches it exactly.
+    # TRL computes in the reward dtype (float32) with nanmean/nanstd; the same operations (nanmean is nansum / count,
+    # the count taken once here) give the same bits.
     r = rewards.to(torch.float32)
-    advantages = r - torch.nanmean(r, dim=1, keepdim=True)
+    count = (~torch.isnan(r)).sum(dim=1, keepdim=True)  # (P, 1)
+    advantages = r - r.nansum(dim=1, keepdim=True).div(count)
     if scale_rewards == "group":
-        advantages = advantages / (_nanstd(r, dim=1) + eps)
+        variance = (advantages**2).nansum(dim=1, keepdim=True).div(count)
+        std = torch.sqrt(variance * torch.where(count > 1, count / (count - 1), math.nan))  # NaN below 2 samples
+        advantages = advantages / (std + eps)
     elif scale_rewards == "batch":
         advantages = advantages / (_nanstd(r) + eps)
-    return advantages.to(torch.float64)
+    return advantages
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Chen et al. 2025: analytic, full sampling, bootstrap sampling
 
 
-@register_advantage_estimator("analytic", binary_only=True)
+@register_advantage_estimator("analytic", binary_only=True, float64=False)
 def analytic_advantages(rewards: torch.Tensor, k: int, *, binarize: float | None = None):
     """Analytic pass@k advantages (Chen et al. 2025, §2.4, Eqs. 11–15; arXiv 2508.10751).
 
@@ -219,10 +226,14 @@ def analytic_advantages(rewards: torch.Tensor, k: int, *, binarize: float | None
     Returns:
         `torch.Tensor` of shape `(P, G)`.
     """
-    s = _binary("analytic", rewards, binarize)
-    valid, n = _valid_counts(s)
-    correct = (s == 1) & valid
-    n, c = n.to(torch.float64), correct.sum(dim=1).to(torch.float64)
+    if binarize is not None:
+        rewards = torch.where(torch.isnan(rewards), rewards, (rewards >= binarize).to(rewards.dtype))
+    correct, wrong = rewards == 1, rewards == 0  # (P, G); unscored (NaN) samples are neither
+    c, n = correct.sum(dim=1), wrong.sum(dim=1)
+    n += c  # scored samples
+    if not bool((n + torch.isnan(rewards).sum(dim=1) == rewards.shape[1]).all()):
+        _binary("analytic", rewards, None)  # raises, quoting a reward that is neither 0 nor 1
+    n, c = n.to(torch.float64), c.to(torch.float64)  # the formula in float64, (P,)
     ok = n >= k
     n_ = torch.where(ok, n, torch.full_like(n, k))
     q = torch.exp(log_binom(n_ - c, k) - log_binom(n_, k))  # P(random k-subset has no correct sample), (P,)
@@ -232,8 +243,8 @@ def analytic_advantages(rewards: torch.Tensor, k: int, *, binarize: float | None
     sigma = torch.where(has_signal, sigma, torch.ones_like(sigma))
     a_pos = torch.sqrt(q / torch.where(has_signal, 1 - q, torch.ones_like(q)))
     a_neg = -(c / n_) * miss / sigma
-    adv = torch.where(correct, a_pos[:, None], a_neg[:, None])
-    return torch.where(valid & has_signal[:, None], adv, torch.zeros_like(adv))
+    a_pos, a_neg = (torch.where(has_signal, a, 0.0).to(rewards.dtype)[:, None] for a in (a_pos, a_neg))
+    return torch.where(correct, a_pos, a_neg * wrong)
 
 
 def _random_words(count: int, generator, device) -> torch.Tensor:
@@ -305,22 +316,26 @@ def _distinct_positions(n: torch.Tensor, M: int, k: int, generator) -> torch.Ten
     words = -(-int(n.max()) // 64)
     positions, rejected = _draw_positions(n.view(R, 1, 1), (R, k, M), generator, words)
     pending = rejected.view(-1).nonzero().squeeze(1)  # (Q,): r * M + c of the rejected subsets
-    offsets = torch.arange(0, k * M, M, device=n.device)[:, None]  # flat offsets of positions[r, :, c], (k, 1)
     same_n = bool((n == n[0]).all())
+    done, drawn = [], []  # flat ids and positions (k, A) of the accepted redraws, written back once at the end
     while pending.numel():  # in all about 1 / P(no repeat) - 1 redraws per subset, in a few shrinking rounds
         Q = pending.numel()
         tries = 1 if Q > 4096 else 8  # the last few subsets get several candidates each, so that the rounds end soon
-        rows = pending.div(M, rounding_mode="floor")
-        n_pending = n[:1] if same_n else n[rows].repeat(tries)
+        n_pending = n[:1] if same_n else n[pending.div(M, rounding_mode="floor")].repeat(tries)
         redrawn, rejected = _draw_positions(n_pending.view(1, 1, -1), (1, k, tries * Q), generator, words)
+        redrawn, accepted = redrawn.view(k, tries, Q), ~rejected.view(tries, Q)
         if tries > 1:  # keep the first accepted candidate of each subset: distributed as any accepted one
-            accepted = ~rejected.view(tries, Q)
             first = accepted.to(torch.uint8).argmax(dim=0)  # (Q,)
-            redrawn = redrawn.view(k, tries, Q).gather(1, first.view(1, 1, Q).expand(k, 1, Q))
-            rejected = ~accepted.any(dim=0)
-        flat = pending + rows * ((k - 1) * M) + offsets  # (k, Q): positions.view(-1) index of [r, j, c]
-        positions.view(-1).scatter_(0, flat.view(-1), redrawn.reshape(-1))
-        pending = pending[rejected.view(-1)]
+            redrawn = redrawn.gather(1, first.view(1, 1, Q).expand(k, 1, Q))
+            accepted = accepted.any(dim=0, keepdim=True)
+        done.append(pending[accepted[0]])
+        drawn.append(redrawn[:, 0, accepted[0]])
+        pending = pending[~accepted[0]]
+    if done:
+        done = torch.cat(done)
+        flat = done + done.div(M, rounding_mode="floor") * ((k - 1) * M)  # positions.view(-1) index of [r, 0, c]
+        flat = flat + torch.arange(0, k * M, M, device=n.device)[:, None]  # (k, A): ... of [r, j, c]
+        positions.view(-1).scatter_(0, flat.view(-1), torch.cat(drawn, dim=1).view(-1))
     return positions
 
 
