@@ -256,6 +256,8 @@ def _random_keys(shape, valid: torch.Tensor, generator: torch.Generator | None) 
     """Uniform random 64-bit keys of ``shape`` (last dim G), the largest value where a sample is unscored so that it
     sorts last. Two keys tie with probability about ``G**2 / 2**65``, so sorting them gives a uniform permutation."""
     keys = _random_words(math.prod(shape), generator, valid.device).view(shape)
+    if bool(valid.all()):
+        return keys
     return keys.masked_fill(~valid.view(valid.shape[0], *([1] * (len(shape) - 2)), valid.shape[1]), 2**63 - 1)
 
 
@@ -387,7 +389,7 @@ def _scored_columns(valid: torch.Tensor, positions: torch.Tensor) -> torch.Tenso
     return scored_first.gather(1, positions.view(positions.shape[0], -1)).view_as(positions)
 
 
-@register_advantage_estimator("full", random=True)
+@register_advantage_estimator("full", random=True, float64=False)
 def full_sampling_advantages(
     rewards: torch.Tensor, k: int, *, shuffle: bool = True, generator: torch.Generator | None = None
 ):
@@ -417,10 +419,11 @@ def full_sampling_advantages(
         perm = keys.argsort(dim=1, stable=True)  # (P, G): scored samples first, in order
     m = G // k
     perm = perm[:, : m * k]  # the remainder gets 0
-    group_reward = rewards.nan_to_num(0.0).gather(1, perm).view(P, m, k).amax(dim=-1)  # (P, m)
+    group_reward = rewards.nan_to_num(0.0).gather(1, perm).view(P, m, k).amax(dim=-1).to(torch.float64)  # (P, m)
     group_ok = (torch.arange(1, m + 1, device=rewards.device) * k)[None, :] <= n[:, None]  # (P, m)
     group_adv = _masked_standardise(group_reward, group_ok[:, :1] if bool(group_ok.all()) else group_ok)  # (P, m)
-    return torch.zeros_like(rewards).scatter_(1, perm, group_adv[:, :, None].expand(P, m, k).reshape(P, m * k))
+    group_adv = group_adv.to(rewards.dtype)[:, :, None].expand(P, m, k).reshape(P, m * k)
+    return torch.zeros_like(rewards).scatter_(1, perm, group_adv)
 
 
 @register_advantage_estimator("bootstrap", random=True)
