@@ -3,12 +3,12 @@
     python benchmarks/estimators.py [--repeats 31] [--k 8]
 
 Rewards of shape [4096, 64] and [64, 512] (0/1, 30 % correct, k = 8): each round calls every estimator once on each
-shape (random ones with a seeded `generator=`), so drift in machine load hits all of them alike; the cases shown for
-information run afterwards, in their own rounds. For each it prints the
-median over rounds of the wall-clock time and of the calling thread's CPU time (`time.thread_time`, which leaves out
-the time the thread waits for a core on a shared machine; on an idle machine the two agree), and the page faults per
-call. Then, for information, the same on continuous rewards, the `bootstrap` option `sampling="balanced"`, and
-`bootstrap` on one prompt with G = 512 for k from 8 to 512 (the default sampling draws M = G independent k-subsets per prompt).
+shape (random ones with a seeded `generator=`), so drift in machine load hits all of them alike. For each it prints
+the median over rounds of the wall-clock time and of the calling thread's CPU time (`time.thread_time`, which leaves
+out the time the thread waits for a core on a shared machine; on an idle machine the two agree), and the page faults
+per call. Then, in rounds of their own and for information: the same on continuous rewards, the `bootstrap` option
+`sampling="balanced"`, and `bootstrap` on one prompt with G = 512 for k from 8 to 512 (the default sampling draws
+M = G independent k-subsets per prompt).
 
 Before timing, one 24 MiB buffer is allocated and freed: glibc then keeps later temporaries of up to that size in its
 heap instead of mapping fresh pages for each (a long training process is in that state after its first large frees);

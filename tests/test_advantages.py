@@ -456,6 +456,16 @@ def test_bootstrap_subsets_of_64_distinct_with_uniform_pairs():
     assert (counts - expected).abs().max() < 5 * math.sqrt(expected)
 
 
+def test_bootstrap_subsets_of_512_distinct_with_uniform_samples():
+    # G = 512, a power of two above 256: positions from 16-bit chunks, repeats found across eight 64-bit words.
+    subsets = draw_subsets([[0.0] * 512] * 512, 64, 4)  # (32768, 4)
+    ordered = subsets.sort(dim=1).values
+    assert (ordered[:, 1:] != ordered[:, :-1]).all()
+    counts = torch.bincount(subsets.view(-1), minlength=512)
+    expected = subsets.numel() / 512
+    assert (counts - expected).abs().max() < 5 * math.sqrt(expected)
+
+
 def test_pkpo_with_unscored_samples_matches_brute_force_on_the_scored_ones():
     rows = [[0.5, NAN, 1.0, 0.0, 0.25, 1.0], [NAN, 0.2, 0.9, NAN, 0.4, 0.4], [1.0, 0.0, 0.5, 0.75, 0.0, 0.3]]
     refs = {"none": brute_s, "loo": brute_loo, "loo_minus_one": brute_loo_minus_one}

@@ -7,9 +7,9 @@ Every estimator maps grouped rewards to per-sample advantages of the same shape:
 ``P`` prompts, ``G`` completions per prompt (``num_generations``). A NaN reward marks an unscorable completion (every
 reward function returned ``None``): it is left out of its group (the group then has ``n < G`` samples) and gets
 advantage 0, as in TRL. A group with fewer than ``k`` scored samples has no unbiased pass@k estimate and gets 0.
-Outputs are finite on every input. All estimators run under ``torch.no_grad()``, compute in float64 and return the
-input dtype; none loops over groups in Python. They are independent of the distributed setup: the trainer calls them
-on the rewards gathered from every process.
+Outputs are finite on every input. All estimators run under ``torch.no_grad()``, compute their formulas in float64
+(``grpo`` in float32, as TRL) and return the input dtype; none loops over groups in Python. They are independent of
+the distributed setup: the trainer calls them on the rewards gathered from every process.
 
 Papers:
 - ``grpo``: Shao et al. 2024, DeepSeekMath (https://huggingface.co/papers/2402.03300), TRL's normalisation.
@@ -272,10 +272,11 @@ def _popcount(x: torch.Tensor) -> torch.Tensor:
 def _draw_positions(n: torch.Tensor, shape: tuple[int, ...], generator, words: int):
     """One attempt at ``shape[1]`` positions per subset along dim 1, each uniform in ``[0, n)``, independently.
 
-    When every ``n`` is the same power of two up to 256 a position is the low bits of a random byte; otherwise it is
-    Lemire's multiply-shift ``floor(u n / 2**16)`` of a random 16-bit ``u``, made exact by rejecting the subset when a
-    product's low half falls below ``2**16 mod n`` (the surplus of the uneven division). A subset is also rejected when
-    two of its positions coincide: as bits of ``words`` 64-bit words its positions then set fewer than ``k`` bits.
+    When every ``n`` is the same power of two a position is the low bits of a random byte (``n <= 256``) or 16-bit
+    chunk; otherwise it is Lemire's multiply-shift ``floor(u n / 2**16)`` of a random 16-bit ``u``, made exact by
+    rejecting the subset when a product's low half falls below ``2**16 mod n`` (the surplus of the uneven division).
+    A subset is also rejected when two of its positions coincide: as bits of ``words`` 64-bit words its positions then
+    set fewer than ``k`` bits.
 
     Args:
         n (`torch.Tensor`, int64): positions per subset, broadcastable to ``shape`` with size 1 in dim 1, ``<= 2**15``.
@@ -288,8 +289,9 @@ def _draw_positions(n: torch.Tensor, shape: tuple[int, ...], generator, words: i
     k, numel, device = shape[1], math.prod(shape), n.device
     n_max = int(n.max())
     rejected = None
-    if n_max <= 256 and (n_max & (n_max - 1)) == 0 and bool((n == n_max).all()):
-        chunks = _random_words(-(-numel // 8), generator, device).view(torch.uint8)[:numel]  # a byte per position
+    if (n_max & (n_max - 1)) == 0 and bool((n == n_max).all()):
+        per_word, dtype = (8, torch.uint8) if n_max <= 256 else (4, torch.int16)
+        chunks = _random_words(-(-numel // per_word), generator, device).view(dtype)[:numel]  # a chunk per position
         positions = chunks.view(shape).bitwise_and_(n_max - 1).to(torch.int64)
     else:
         chunks = _random_words(-(-numel // 4), generator, device).view(torch.int16)[:numel]  # 16 bits per position
@@ -305,8 +307,8 @@ def _draw_positions(n: torch.Tensor, shape: tuple[int, ...], generator, words: i
 
 
 def _distinct_positions(n: torch.Tensor, M: int, k: int, generator) -> torch.Tensor:
-    """``M`` independent uniform k-subsets of ``range(n[r])`` per row: ``k`` positions drawn with replacement, and every
-    subset that repeats one drawn again (what is kept is uniform over k-subsets: each is as likely as any other).
+    """``M`` independent uniform k-subsets of ``range(n[r])`` per row: ``k`` positions drawn with replacement, and
+    every subset that repeats one drawn again (what is kept is uniform over k-subsets: each is as likely as any other).
 
     Args:
         n (`torch.Tensor` of shape `(R,)`, int64): ``k <= n <= 2**15``.
@@ -449,10 +451,12 @@ def bootstrap_advantages(
         k (`int`): ``1 <= k <= G``.
         num_subsets (`int`, *optional*): ``M``; defaults to ``G`` as in the paper.
         reduction (`str`, defaults to `"sum"`): ``"sum"`` (the paper) or ``"mean"``.
-        sampling (`str`, defaults to `"independent"`): ``"independent"`` draws every subset independently (Alg. 2);
+        sampling (`str`, defaults to `"independent"`): ``"independent"`` draws every subset independently (Alg. 2),
+            in ``O(M k)`` work when ``k (k - 1) < 1.4 n`` (else ``O(M G)``; see :func:`_uniform_subsets`);
             ``"balanced"`` cuts random permutations into ``floor(n / k)`` disjoint subsets each, so every sample lies
-            in the same number of subsets (each subset is still a uniform random k-subset; lower variance, and about
-            ``G / k`` times less random work). Groups with unscored samples use only the subsets made of scored ones.
+            in the same number of subsets (each subset is still a uniform random k-subset; lower variance, but a sort
+            of ``G`` random keys per permutation makes it slower). Groups with unscored samples use only the subsets
+            made of scored ones.
         generator (`torch.Generator`, *optional*): source of randomness for the subsets.
 
     Returns:
