@@ -355,7 +355,8 @@ def _uniform_subsets(valid: torch.Tensor, n: torch.Tensor, M: int, k: int, gener
     - otherwise: a random 64-bit key per sample and subset, the ``k`` smallest kept: ``O(M G)``, at most about
       ``k / 1.4`` times the first on these rows (taken in blocks of at most ``2**22`` keys).
 
-    Rows with ``n < k`` get arbitrary indices that the caller masks out.
+    Rows with ``n = k`` take every scored sample in every subset; rows with ``n < k`` get arbitrary indices that the
+    caller masks out.
 
     Args:
         valid (`torch.Tensor` of shape `(P, G)`, bool), n (`torch.Tensor` of shape `(P,)`): scored samples and their
@@ -367,14 +368,18 @@ def _uniform_subsets(valid: torch.Tensor, n: torch.Tensor, M: int, k: int, gener
     P, G = valid.shape
     nf = n.to(torch.float64).clamp(min=k)
     log_distinct = torch.lgamma(nf + 1) - torch.lgamma(nf - k + 1) - k * torch.log(nf)  # log P(k draws distinct)
-    by_draws = (n >= k) & (log_distinct >= -math.log(2)) & (n <= 1 << 15)
+    by_draws = (n > k) & (log_distinct >= -math.log(2)) & (n <= 1 << 15)
     if bool(by_draws.all()):
         return _scored_columns(valid, _distinct_positions(n, M, k, generator))
     subsets = torch.zeros(P, k, M, dtype=torch.long, device=valid.device)
     if by_draws.any():
         rows = by_draws.nonzero().squeeze(1)
         subsets[rows] = _scored_columns(valid[rows], _distinct_positions(n[rows], M, k, generator))
-    rows = ((n >= k) & ~by_draws).nonzero().squeeze(1)
+    rows = (n == k).nonzero().squeeze(1)  # every subset is all the scored samples: nothing to draw
+    if rows.numel():
+        every = torch.arange(k, device=valid.device)[None, :, None].expand(rows.numel(), k, M)
+        subsets[rows] = _scored_columns(valid[rows], every)
+    rows = ((n > k) & ~by_draws).nonzero().squeeze(1)
     block = max(1, (1 << 22) // (M * G))  # rows at a time: at most 2**22 keys (32 MiB)
     for start in range(0, rows.numel(), block):
         some = rows[start : start + block]
@@ -388,7 +393,7 @@ def _scored_columns(valid: torch.Tensor, positions: torch.Tensor) -> torch.Tenso
     if bool(valid.all()):
         return positions
     scored_first = (~valid).to(torch.int8).argsort(dim=1, stable=True)  # (R, G): scored samples' columns first
-    return scored_first.gather(1, positions.view(positions.shape[0], -1)).view_as(positions)
+    return scored_first.gather(1, positions.reshape(positions.shape[0], -1)).view(positions.shape)
 
 
 @register_advantage_estimator("full", random=True, float64=False)
@@ -471,6 +476,8 @@ def bootstrap_advantages(
     if M < 1:
         raise ValueError(f"bootstrap: num_subsets must be >= 1, got {M}.")
     valid, n = _valid_counts(rewards)
+    if bool((n <= k).all()):  # each group has one possible subset (all equal maxima, standardised to 0) or none
+        return torch.zeros_like(rewards)
     if sampling == "independent":
         idx = _uniform_subsets(valid, n, M, k, generator)  # (P, k, M): k distinct scored samples per subset
         ok = (n >= k)[:, None]  # (P, 1): every subset of a row, or none
