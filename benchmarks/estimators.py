@@ -95,7 +95,7 @@ def main() -> None:
         info_cases[f"{list(shape)} bootstrap balanced"] = estimator_call(
             "bootstrap", binary[shape], args.k, sampling="balanced"
         )
-    # bootstrap's cost in k; issue 17 timed the previous sampler at [64, 512]: 1.7 s (k = 64), 7.6 s (256), 15.8 s (512)
+    # bootstrap's cost in k (issue 17 timed the previous sampler at [64, 512]: 1.7 s at k = 64, 15.8 s at 512)
     sweep = {
         f"[64, 512] bootstrap k={k}": estimator_call("bootstrap", binary[(64, 512)], k) for k in (64, 256, 511, 512)
     }
