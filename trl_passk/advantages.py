@@ -353,7 +353,7 @@ def _uniform_subsets(valid: torch.Tensor, n: torch.Tensor, M: int, k: int, gener
       replacement and redraw the subsets that repeat one (:func:`_distinct_positions`), ``O(M k)`` tensor work and no
       loop over ``k``;
     - otherwise: a random 64-bit key per sample and subset, the ``k`` smallest kept: ``O(M G)``, at most about
-      ``k / 1.4`` times the first on these rows (taken in blocks of at most ``2**22`` keys).
+      ``k / 1.4`` times the first on these rows (taken in blocks of at most ``2**20`` keys).
 
     Rows with ``n = k`` take every scored sample in every subset; rows with ``n < k`` get arbitrary indices that the
     caller masks out.
@@ -380,7 +380,7 @@ def _uniform_subsets(valid: torch.Tensor, n: torch.Tensor, M: int, k: int, gener
         every = torch.arange(k, device=valid.device)[None, :, None].expand(rows.numel(), k, M)
         subsets[rows] = _scored_columns(valid[rows], every)
     rows = ((n > k) & ~by_draws).nonzero().squeeze(1)
-    block = max(1, (1 << 22) // (M * G))  # rows at a time: at most 2**22 keys (32 MiB)
+    block = max(1, (1 << 20) // (M * G))  # rows at a time: at most 2**20 keys (8 MiB)
     for start in range(0, rows.numel(), block):
         some = rows[start : start + block]
         keys = _random_keys((some.numel(), M, G), valid[some], generator)  # unscored: never among the k smallest
