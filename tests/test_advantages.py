@@ -387,14 +387,14 @@ def test_exceeding_scale_decreases_and_peaks_signal_at_one_correct():
 
 
 def test_bootstrap_subsets_are_uniform_over_scored_samples():
-    # Floyd's sampler: every 2-subset of the 5 scored samples equally likely; the NaN sample never drawn.
+    # Every 2-subset of the 5 scored samples equally likely; the NaN sample never drawn.
     from collections import Counter
 
-    from trl_passk.advantages import _floyd_subsets, _valid_counts
+    from trl_passk.advantages import _uniform_subsets, _valid_counts
 
     rows = torch.tensor([[1.0, 0.0, NAN, 0.0, 1.0, 0.0]]).repeat(20000, 1)
     valid, n = _valid_counts(rows)
-    idx = _floyd_subsets(valid, n, 1, 2, torch.Generator().manual_seed(0)).view(-1, 2).sort(dim=1).values
+    idx = _uniform_subsets(valid, n, 1, 2, torch.Generator().manual_seed(0)).view(-1, 2).sort(dim=1).values
     counts = Counter(map(tuple, idx.tolist()))
     assert set(counts) == set(itertools.combinations([0, 1, 3, 4, 5], 2))
     assert all(abs(c - 2000) < 5 * math.sqrt(2000) for c in counts.values())  # 5 sigma of a binomial count
@@ -446,3 +446,86 @@ def test_maxrl_by_hand():
     assert got[2].tolist() == pytest.approx([0.5, 0.5, -1.0, 0.0])
     with pytest.raises(ValueError, match="binary"):
         ADVANTAGE_ESTIMATORS["maxrl"](torch.tensor([[0.5, 1.0]]), 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# bootstrap's subset sampler: every path, against the uniform distribution
+
+
+def assert_uniform_subsets(subsets, columns, k):
+    """Every k-subset of ``columns`` drawn about equally often (5 sigma of a binomial count), nothing else drawn."""
+    from collections import Counter
+
+    counts = Counter(map(tuple, subsets.sort(dim=-1).values.tolist()))
+    assert set(counts) == set(itertools.combinations(columns, k))
+    expected = subsets.shape[0] / len(counts)
+    assert all(abs(c - expected) < 5 * math.sqrt(expected) for c in counts.values()), counts
+
+
+def draw_subsets(rows, M, k, seed=0):
+    """``_uniform_subsets`` of ``rows``, as a `(len(rows) * M, k)` tensor of column indices."""
+    from trl_passk.advantages import _uniform_subsets, _valid_counts
+
+    valid, n = _valid_counts(torch.tensor(rows))
+    return _uniform_subsets(valid, n, M, k, torch.Generator().manual_seed(seed)).transpose(1, 2).reshape(-1, k)
+
+
+@pytest.mark.parametrize(
+    "row, k",
+    [
+        ([1.0, 0.0, NAN, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0], 3),  # 8 scored: positions from random bytes, NaN skipped
+        ([0.0, 0.0, 0.0, NAN, NAN, 1.0, 1.0, 1.0], 2),  # 6 scored: Lemire's multiply-shift, with its rejections
+        ([1.0, 0.0, NAN, 0.0, 1.0, 0.0, 1.0], 5),  # k close to n = 6: random keys
+        ([0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0], 6),  # k = n - 1
+        ([float(i % 3 == 0) for i in range(72)], 2),  # n > 64: repeats found across two 64-bit words
+    ],
+)
+def test_bootstrap_subsets_uniform_with_unscored_samples_and_k_near_n(row, k):
+    columns = [i for i, r in enumerate(row) if not math.isnan(r)]
+    draws = 60 * math.comb(len(columns), k)
+    assert_uniform_subsets(draw_subsets([row] * (draws // 30), 30, k), columns, k)
+
+
+def test_bootstrap_subsets_uniform_when_rows_take_different_samplers():
+    # One call: rows with 8 scored samples draw positions (P(3 distinct) = 0.66), rows with 4 take random keys (0.38).
+    eight, four = [1.0, 0.0] * 4, [1.0, NAN, 0.0, NAN, 0.0, NAN, 1.0, NAN]
+    subsets = draw_subsets([eight, four] * 1500, 20, 3).view(1500, 2, 20, 3)
+    assert_uniform_subsets(subsets[:, 0].reshape(-1, 3), list(range(8)), 3)
+    assert_uniform_subsets(subsets[:, 1].reshape(-1, 3), [0, 2, 4, 6], 3)
+
+
+def test_bootstrap_subsets_of_64_distinct_with_uniform_pairs():
+    # G = 64 uses all 64 bits of the repeat check, sign bit included: no repeat may slip through, and no subset holding
+    # sample 63 may be rejected more often than others (each pair of samples is drawn equally often).
+    subsets = draw_subsets([[0.0] * 64] * 512, 64, 8)  # (32768, 8)
+    ordered = subsets.sort(dim=1).values
+    assert (ordered[:, 1:] != ordered[:, :-1]).all()
+    pairs = torch.combinations(torch.arange(8), 2)
+    pair_ids = (ordered[:, pairs[:, 0]] * 64 + ordered[:, pairs[:, 1]]).view(-1)
+    counts = torch.bincount(pair_ids, minlength=64 * 64).view(64, 64)[torch.triu_indices(64, 64, 1).unbind()]
+    expected = pair_ids.numel() / counts.numel()
+    assert (counts - expected).abs().max() < 5 * math.sqrt(expected)
+
+
+def test_bootstrap_subsets_of_512_distinct_with_uniform_samples():
+    # G = 512, a power of two above 256: positions from 16-bit chunks, repeats found across eight 64-bit words.
+    subsets = draw_subsets([[0.0] * 512] * 512, 64, 4)  # (32768, 4)
+    ordered = subsets.sort(dim=1).values
+    assert (ordered[:, 1:] != ordered[:, :-1]).all()
+    counts = torch.bincount(subsets.view(-1), minlength=512)
+    expected = subsets.numel() / 512
+    assert (counts - expected).abs().max() < 5 * math.sqrt(expected)
+
+
+def test_pkpo_with_unscored_samples_matches_brute_force_on_the_scored_ones():
+    rows = [[0.5, NAN, 1.0, 0.0, 0.25, 1.0], [NAN, 0.2, 0.9, NAN, 0.4, 0.4], [1.0, 0.0, 0.5, 0.75, 0.0, 0.3]]
+    refs = {"none": brute_s, "loo": brute_loo, "loo_minus_one": brute_loo_minus_one}
+    for k in (1, 2, 3, 4):
+        for baseline, ref in refs.items():
+            if baseline == "loo_minus_one" and k == 1:
+                continue  # Eq. 26 instead; see test_pkpo_k1_uses_simple_loo
+            got = ADVANTAGE_ESTIMATORS["pkpo"](torch.tensor(rows, dtype=torch.float64), k, baseline=baseline)
+            for row, out in zip(rows, got.tolist()):
+                scored = [x for x in row if not math.isnan(x)]
+                expected = iter(len(scored) * v for v in ref(scored, k))
+                assert out == pytest.approx([0.0 if math.isnan(x) else next(expected) for x in row], abs=1e-10)

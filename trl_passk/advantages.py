@@ -7,9 +7,9 @@ Every estimator maps grouped rewards to per-sample advantages of the same shape:
 ``P`` prompts, ``G`` completions per prompt (``num_generations``). A NaN reward marks an unscorable completion (every
 reward function returned ``None``): it is left out of its group (the group then has ``n < G`` samples) and gets
 advantage 0, as in TRL. A group with fewer than ``k`` scored samples has no unbiased pass@k estimate and gets 0.
-Outputs are finite on every input. All estimators run under ``torch.no_grad()``, compute in float64 and return the
-input dtype; none loops over groups in Python. They are independent of the distributed setup: the trainer calls them
-on the rewards gathered from every process.
+Outputs are finite on every input. All estimators run under ``torch.no_grad()``, compute their formulas in float64
+(``grpo`` in float32, as TRL) and return the input dtype; none loops over groups in Python. They are independent of
+the distributed setup: the trainer calls them on the rewards gathered from every process.
 
 Papers:
 - ``grpo``: Shao et al. 2024, DeepSeekMath (https://huggingface.co/papers/2402.03300), TRL's normalisation.
@@ -53,12 +53,16 @@ K_FREE_ESTIMATORS: set[str] = set()
 """Estimators that ignore ``k`` (pass@1-type and MaxRL, whose order is set by the group size)."""
 
 
-def register_advantage_estimator(name: str, *, binary_only: bool = False, random: bool = False, uses_k: bool = True):
+def register_advantage_estimator(
+    name: str, *, binary_only: bool = False, random: bool = False, uses_k: bool = True, float64: bool = True
+):
     """Decorator that adds an estimator to :data:`ADVANTAGE_ESTIMATORS` under ``name``.
 
     Registering a different function under a name already taken raises. ``binary_only`` estimators reject rewards other
     than 0/1 unless called with ``binarize=<threshold>``; ``random`` estimators accept ``generator=``; estimators with
-    ``uses_k=False`` ignore ``k`` (it is still checked, for the common signature).
+    ``uses_k=False`` ignore ``k`` (it is still checked, for the common signature). The function receives the rewards
+    in float64 unless ``float64=False`` (then as given: for estimators that only compare rewards, or that reproduce
+    TRL's float32 arithmetic); its output is returned in the rewards' dtype with NaN and infinities set to 0.
     """
 
     def decorator(fn: AdvantageEstimator) -> AdvantageEstimator:
@@ -72,8 +76,8 @@ def register_advantage_estimator(name: str, *, binary_only: bool = False, random
         @torch.no_grad()
         def wrapper(rewards: torch.Tensor, k: int = 1, **options) -> torch.Tensor:
             _check_inputs(name, rewards, k)
-            out = fn(rewards.to(torch.float64), int(k), **options)
-            return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).to(rewards.dtype)
+            out = fn(rewards.to(torch.float64) if float64 else rewards, int(k), **options)
+            return torch.nan_to_num(out.to(rewards.dtype), nan=0.0, posinf=0.0, neginf=0.0)
 
         ADVANTAGE_ESTIMATORS[name] = wrapper
         if binary_only:
@@ -154,11 +158,15 @@ def _masked_standardise(values: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     """``(values - mean) / std`` along dim -1 over ``mask``, population std; 0 where std is 0 or masked.
 
     Args:
-        values (`torch.Tensor` of shape `(P, M)`), mask (`torch.Tensor` of shape `(P, M)`, bool).
+        values (`torch.Tensor` of shape `(P, M)`).
+        mask (`torch.Tensor` of shape `(P, M)`, or `(P, 1)` to take whole rows or none, bool).
     """
-    count = mask.sum(dim=-1, keepdim=True).clamp(min=1)
-    mean = (values * mask).sum(dim=-1, keepdim=True) / count
-    std = ((((values - mean) ** 2) * mask).sum(dim=-1, keepdim=True) / count).sqrt()
+    if mask.shape[-1] == 1 < values.shape[-1]:
+        std, mean = torch.std_mean(values, dim=-1, correction=0, keepdim=True)
+    else:
+        count = mask.sum(dim=-1, keepdim=True).clamp(min=1)
+        mean = (values * mask).sum(dim=-1, keepdim=True) / count
+        std = ((((values - mean) ** 2) * mask).sum(dim=-1, keepdim=True) / count).sqrt()
     ok = mask & (std > 1e-12)
     return torch.where(ok, (values - mean) / torch.where(ok, std, torch.ones_like(std)), torch.zeros_like(values))
 
@@ -167,7 +175,7 @@ def _masked_standardise(values: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 # pass@1
 
 
-@register_advantage_estimator("grpo", uses_k=False)
+@register_advantage_estimator("grpo", uses_k=False, float64=False)
 def grpo_advantages(rewards: torch.Tensor, k: int = 1, *, scale_rewards: str = "group", eps: float = 1e-4):
     """GRPO (pass@1) advantages, exactly as TRL computes them: ``(r - mean_group(r)) / (std + eps)``.
 
@@ -183,21 +191,25 @@ def grpo_advantages(rewards: torch.Tensor, k: int = 1, *, scale_rewards: str = "
     """
     if scale_rewards not in ("group", "batch", "none"):
         raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale_rewards!r}.")
-    # TRL computes in the reward dtype (float32); do the same so the result matches it exactly.
+    # TRL computes in the reward dtype (float32) with nanmean/nanstd; the same operations (nanmean is nansum / count,
+    # the count taken once here) give the same bits.
     r = rewards.to(torch.float32)
-    advantages = r - torch.nanmean(r, dim=1, keepdim=True)
+    count = (~torch.isnan(r)).sum(dim=1, keepdim=True)  # (P, 1)
+    advantages = r - r.nansum(dim=1, keepdim=True).div(count)
     if scale_rewards == "group":
-        advantages = advantages / (_nanstd(r, dim=1) + eps)
+        variance = (advantages**2).nansum(dim=1, keepdim=True).div(count)
+        std = torch.sqrt(variance * torch.where(count > 1, count / (count - 1), math.nan))  # NaN below 2 samples
+        advantages = advantages / (std + eps)
     elif scale_rewards == "batch":
         advantages = advantages / (_nanstd(r) + eps)
-    return advantages.to(torch.float64)
+    return advantages
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Chen et al. 2025: analytic, full sampling, bootstrap sampling
 
 
-@register_advantage_estimator("analytic", binary_only=True)
+@register_advantage_estimator("analytic", binary_only=True, float64=False)
 def analytic_advantages(rewards: torch.Tensor, k: int, *, binarize: float | None = None):
     """Analytic pass@k advantages (Chen et al. 2025, §2.4, Eqs. 11–15; arXiv 2508.10751).
 
@@ -223,10 +235,14 @@ def analytic_advantages(rewards: torch.Tensor, k: int, *, binarize: float | None
     Returns:
         `torch.Tensor` of shape `(P, G)`.
     """
-    s = _binary("analytic", rewards, binarize)
-    valid, n = _valid_counts(s)
-    correct = (s == 1) & valid
-    n, c = n.to(torch.float64), correct.sum(dim=1).to(torch.float64)
+    if binarize is not None:
+        rewards = torch.where(torch.isnan(rewards), rewards, (rewards >= binarize).to(rewards.dtype))
+    correct, wrong = rewards == 1, rewards == 0  # (P, G); unscored (NaN) samples are neither
+    c, n = correct.sum(dim=1), wrong.sum(dim=1)
+    n += c  # scored samples
+    if not bool((n + torch.isnan(rewards).sum(dim=1) == rewards.shape[1]).all()):
+        _binary("analytic", rewards, None)  # raises, quoting a reward that is neither 0 nor 1
+    n, c = n.to(torch.float64), c.to(torch.float64)  # the formula in float64, (P,)
     ok = n >= k
     n_ = torch.where(ok, n, torch.full_like(n, k))
     q = torch.exp(log_binom(n_ - c, k) - log_binom(n_, k))  # P(random k-subset has no correct sample), (P,)
@@ -236,42 +252,160 @@ def analytic_advantages(rewards: torch.Tensor, k: int, *, binarize: float | None
     sigma = torch.where(has_signal, sigma, torch.ones_like(sigma))
     a_pos = torch.sqrt(q / torch.where(has_signal, 1 - q, torch.ones_like(q)))
     a_neg = -(c / n_) * miss / sigma
-    adv = torch.where(correct, a_pos[:, None], a_neg[:, None])
-    return torch.where(valid & has_signal[:, None], adv, torch.zeros_like(adv))
+    a_pos, a_neg = (torch.where(has_signal, a, 0.0).to(rewards.dtype)[:, None] for a in (a_pos, a_neg))
+    return torch.where(correct, a_pos, a_neg * wrong)
+
+
+def _random_words(count: int, generator, device) -> torch.Tensor:
+    """``count`` uniform random 64-bit words (int64)."""
+    return torch.empty(count, dtype=torch.int64, device=device).random_(-(2**63), None, generator=generator)
 
 
 def _random_keys(shape, valid: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Uniform keys in [0, 1) of ``shape`` (last dim G), 2 where a sample is unscored so it is never picked first."""
-    keys = torch.rand(shape, generator=generator, dtype=torch.float32, device=valid.device)
-    return keys.masked_fill(~valid.view(valid.shape[0], *([1] * (len(shape) - 2)), valid.shape[1]), 2.0)
+    """Uniform random 64-bit keys of ``shape`` (last dim G), the largest value where a sample is unscored so that it
+    sorts last. Two keys tie with probability about ``G**2 / 2**65``, so sorting them gives a uniform permutation."""
+    keys = _random_words(math.prod(shape), generator, valid.device).view(shape)
+    if bool(valid.all()):
+        return keys
+    return keys.masked_fill(~valid.view(valid.shape[0], *([1] * (len(shape) - 2)), valid.shape[1]), 2**63 - 1)
 
 
-def _floyd_subsets(valid: torch.Tensor, n: torch.Tensor, M: int, k: int, generator) -> torch.Tensor:
-    """``M`` independent uniform k-subsets of each row's scored samples, by Floyd's algorithm, vectorised.
+def _popcount(x: torch.Tensor) -> torch.Tensor:
+    """Number of set bits of each int64 (SWAR; the arithmetic wraps modulo 2**64 as two's complement does)."""
+    x = x - ((x >> 1) & 0x5555555555555555)
+    x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F
+    return (x * 0x0101010101010101) >> 56
 
-    Floyd: for ``t = n-k, ..., n-1`` draw ``r`` uniform in ``[0, t]`` and take ``r``, or ``t`` if ``r`` was taken
-    already; the result is a uniform k-subset of ``range(n)``. That costs ``k`` draws per subset instead of ``G`` random
-    keys and a top-k. Positions are then mapped to the scored samples of the row (rows with ``n < k`` give garbage
-    indices that the caller masks out).
+
+def _draw_positions(n: torch.Tensor, shape: tuple[int, ...], generator, words: int):
+    """One attempt at ``shape[1]`` positions per subset along dim 1, each uniform in ``[0, n)``, independently.
+
+    When every ``n`` is the same power of two a position is the low bits of a random byte (``n <= 256``) or 16-bit
+    chunk; otherwise it is Lemire's multiply-shift ``floor(u n / 2**16)`` of a random 16-bit ``u``, made exact by
+    rejecting the subset when a product's low half falls below ``2**16 mod n`` (the surplus of the uneven division).
+    A subset is also rejected when two of its positions coincide: as bits of ``words`` 64-bit words its positions then
+    set fewer than ``k`` bits.
+
+    Args:
+        n (`torch.Tensor`, int64): positions per subset, broadcastable to ``shape`` with size 1 in dim 1, ``<= 2**15``.
+        shape (`tuple`): ``(R, k)`` or ``(R, k, M)``.
+        words (`int`): ``ceil(max(n) / 64)``.
 
     Returns:
-        `torch.Tensor` of shape `(P, M, k)` (int64): column indices into the `(P, G)` rewards.
+        ``positions`` (int64, ``shape``) and ``rejected`` (bool, ``shape`` without dim 1).
+    """
+    k, numel, device = shape[1], math.prod(shape), n.device
+    n_max = int(n.max())
+    rejected = None
+    if (n_max & (n_max - 1)) == 0 and bool((n == n_max).all()):
+        per_word, dtype = (8, torch.uint8) if n_max <= 256 else (4, torch.int16)
+        chunks = _random_words(-(-numel // per_word), generator, device).view(dtype)[:numel]  # a chunk per position
+        positions = chunks.view(shape).bitwise_and_(n_max - 1).to(torch.int64)
+    else:
+        chunks = _random_words(-(-numel // 4), generator, device).view(torch.int16)[:numel]  # 16 bits per position
+        product = chunks.view(shape).to(torch.int32).bitwise_and_(0xFFFF).mul_(n.to(torch.int32))  # u * n < 2**31
+        rejected = (product & 0xFFFF).amin(dim=1) < ((1 << 16) % n).squeeze(1)
+        positions = product.bitwise_right_shift_(16).to(torch.int64)
+    if words == 1:
+        counts = _popcount((1 << positions).sum(dim=1))
+    else:
+        bitsets = torch.zeros(shape[:1] + (words,) + shape[2:], dtype=torch.int64, device=device)
+        counts = _popcount(bitsets.scatter_add_(1, positions >> 6, 1 << (positions & 63))).sum(dim=1)
+    return positions, counts != k if rejected is None else rejected | (counts != k)
+
+
+def _distinct_positions(n: torch.Tensor, M: int, k: int, generator) -> torch.Tensor:
+    """``M`` independent uniform k-subsets of ``range(n[r])`` per row: ``k`` positions drawn with replacement, and
+    every subset that repeats one drawn again (what is kept is uniform over k-subsets: each is as likely as any other).
+
+    Args:
+        n (`torch.Tensor` of shape `(R,)`, int64): ``k <= n <= 2**15``.
+
+    Returns:
+        `torch.Tensor` of shape `(R, k, M)` (int64).
+    """
+    R = n.shape[0]
+    words = -(-int(n.max()) // 64)
+    positions, rejected = _draw_positions(n.view(R, 1, 1), (R, k, M), generator, words)
+    pending = rejected.view(-1).nonzero().squeeze(1)  # (Q,): r * M + c of the rejected subsets
+    same_n = bool((n == n[0]).all())
+    done, drawn = [], []  # flat ids and positions (k, A) of the accepted redraws, written back once at the end
+    while pending.numel():  # in all about 1 / P(no repeat) - 1 redraws per subset, in a few shrinking rounds
+        Q = pending.numel()
+        tries = 1 if Q > 4096 else 8  # the last few subsets get several candidates each, so that the rounds end soon
+        n_pending = n[:1] if same_n else n[pending.div(M, rounding_mode="floor")].repeat(tries)
+        redrawn, rejected = _draw_positions(n_pending.view(1, 1, -1), (1, k, tries * Q), generator, words)
+        redrawn, accepted = redrawn.view(k, tries, Q), ~rejected.view(tries, Q)
+        if tries > 1:  # keep the first accepted candidate of each subset: distributed as any accepted one
+            first = accepted.to(torch.uint8).argmax(dim=0)  # (Q,)
+            redrawn = redrawn.gather(1, first.view(1, 1, Q).expand(k, 1, Q))
+            accepted = accepted.any(dim=0, keepdim=True)
+        done.append(pending[accepted[0]])
+        drawn.append(redrawn[:, 0, accepted[0]])
+        pending = pending[~accepted[0]]
+    if done:
+        done = torch.cat(done)
+        flat = done + done.div(M, rounding_mode="floor") * ((k - 1) * M)  # positions.view(-1) index of [r, 0, c]
+        flat = flat + torch.arange(0, k * M, M, device=n.device)[:, None]  # (k, A): ... of [r, j, c]
+        positions.view(-1).scatter_(0, flat.view(-1), torch.cat(drawn, dim=1).view(-1))
+    return positions
+
+
+def _uniform_subsets(valid: torch.Tensor, n: torch.Tensor, M: int, k: int, generator) -> torch.Tensor:
+    """``M`` independent uniform k-subsets of each row's scored samples, as column indices.
+
+    Two exact samplers, chosen per row by the chance ``q = n! / ((n - k)! n**k)`` that ``k`` positions drawn with
+    replacement are distinct:
+
+    - ``q >= 1/2`` (about ``k (k - 1) < 1.4 n``: ``k <= 9`` of 64, ``k <= 26`` of 512): draw ``k`` positions with
+      replacement and redraw the subsets that repeat one (:func:`_distinct_positions`), ``O(M k)`` tensor work and no
+      loop over ``k``;
+    - otherwise: a random 64-bit key per sample and subset, the ``k`` smallest kept: ``O(M G)``, at most about
+      ``k / 1.4`` times the first on these rows (taken in blocks of at most ``2**20`` keys).
+
+    Rows with ``n = k`` take every scored sample in every subset; rows with ``n < k`` get arbitrary indices that the
+    caller masks out.
+
+    Args:
+        valid (`torch.Tensor` of shape `(P, G)`, bool), n (`torch.Tensor` of shape `(P,)`): scored samples and their
+            count per row; M (`int`): subsets per row; k (`int`).
+
+    Returns:
+        `torch.Tensor` of shape `(P, k, M)` (int64): column indices into the `(P, G)` rewards.
     """
     P, G = valid.shape
-    scored_first = (~valid).to(torch.int8).argsort(dim=1, stable=True)  # (P, G): scored samples' columns first
-    n_ = n.clamp(min=k).to(torch.float64)[:, None].expand(P, M)  # (P, M)
-    picks = torch.empty(P, M, k, dtype=torch.long, device=valid.device)
-    for j in range(k):
-        top = n_ - k + j  # (P, M): the t of Floyd's step j
-        u = torch.rand((P, M), generator=generator, dtype=torch.float64, device=valid.device)
-        r = torch.minimum((u * (top + 1)).floor(), top).long()
-        taken = (picks[..., :j] == r[..., None]).any(dim=-1)
-        picks[..., j] = torch.where(taken, top.long(), r)
-    picks = picks.clamp(max=G - 1)
-    return scored_first.gather(1, picks.view(P, M * k)).view(P, M, k)
+    nf = n.to(torch.float64).clamp(min=k)
+    log_distinct = torch.lgamma(nf + 1) - torch.lgamma(nf - k + 1) - k * torch.log(nf)  # log P(k draws distinct)
+    by_draws = (n > k) & (log_distinct >= -math.log(2)) & (n <= 1 << 15)
+    if bool(by_draws.all()):
+        return _scored_columns(valid, _distinct_positions(n, M, k, generator))
+    subsets = torch.zeros(P, k, M, dtype=torch.long, device=valid.device)
+    if by_draws.any():
+        rows = by_draws.nonzero().squeeze(1)
+        subsets[rows] = _scored_columns(valid[rows], _distinct_positions(n[rows], M, k, generator))
+    rows = (n == k).nonzero().squeeze(1)  # every subset is all the scored samples: nothing to draw
+    if rows.numel():
+        every = torch.arange(k, device=valid.device)[None, :, None].expand(rows.numel(), k, M)
+        subsets[rows] = _scored_columns(valid[rows], every)
+    rows = ((n > k) & ~by_draws).nonzero().squeeze(1)
+    block = max(1, (1 << 20) // (M * G))  # rows at a time: at most 2**20 keys (8 MiB)
+    for start in range(0, rows.numel(), block):
+        some = rows[start : start + block]
+        keys = _random_keys((some.numel(), M, G), valid[some], generator)  # unscored: never among the k smallest
+        subsets[some] = keys.topk(k, dim=-1, largest=False, sorted=False).indices.transpose(1, 2)
+    return subsets
 
 
-@register_advantage_estimator("full", random=True)
+def _scored_columns(valid: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Columns of the scored samples at ``positions`` (counted among each row's scored samples), `(R, k, M)`."""
+    if bool(valid.all()):
+        return positions
+    scored_first = (~valid).to(torch.int8).argsort(dim=1, stable=True)  # (R, G): scored samples' columns first
+    return scored_first.gather(1, positions.reshape(positions.shape[0], -1)).view(positions.shape)
+
+
+@register_advantage_estimator("full", random=True, float64=False)
 def full_sampling_advantages(
     rewards: torch.Tensor, k: int, *, shuffle: bool = True, generator: torch.Generator | None = None
 ):
@@ -295,18 +429,17 @@ def full_sampling_advantages(
     P, G = rewards.shape
     valid, n = _valid_counts(rewards)
     if shuffle:
-        keys = _random_keys((P, G), valid, generator)
+        perm = _random_keys((P, G), valid, generator).argsort(dim=1)  # (P, G): scored samples first, shuffled
     else:
-        keys = torch.arange(G, dtype=torch.float32, device=rewards.device).expand(P, G).masked_fill(~valid, 2.0 * G)
-    perm = keys.argsort(dim=1, stable=True)  # (P, G): scored samples first
+        keys = torch.arange(G, device=rewards.device).expand(P, G).masked_fill(~valid, G)
+        perm = keys.argsort(dim=1, stable=True)  # (P, G): scored samples first, in order
     m = G // k
-    grouped = rewards.nan_to_num(0.0).gather(1, perm)[:, : m * k].view(P, m, k)  # (P, m, k)
-    group_reward = grouped.max(dim=-1).values  # (P, m)
+    perm = perm[:, : m * k]  # the remainder gets 0
+    group_reward = rewards.nan_to_num(0.0).gather(1, perm).view(P, m, k).amax(dim=-1).to(torch.float64)  # (P, m)
     group_ok = (torch.arange(1, m + 1, device=rewards.device) * k)[None, :] <= n[:, None]  # (P, m)
-    group_adv = _masked_standardise(group_reward, group_ok)  # (P, m)
-    adv_perm = torch.zeros_like(rewards)
-    adv_perm[:, : m * k] = group_adv.repeat_interleave(k, dim=1)
-    return torch.zeros_like(rewards).scatter(1, perm, adv_perm)
+    group_adv = _masked_standardise(group_reward, group_ok[:, :1] if bool(group_ok.all()) else group_ok)  # (P, m)
+    group_adv = group_adv.to(rewards.dtype)[:, :, None].expand(P, m, k).reshape(P, m * k)
+    return torch.zeros_like(rewards).scatter_(1, perm, group_adv)
 
 
 @register_advantage_estimator("bootstrap", random=True)
@@ -332,10 +465,12 @@ def bootstrap_advantages(
         k (`int`): ``1 <= k <= G``.
         num_subsets (`int`, *optional*): ``M``; defaults to ``G`` as in the paper.
         reduction (`str`, defaults to `"sum"`): ``"sum"`` (the paper) or ``"mean"``.
-        sampling (`str`, defaults to `"independent"`): ``"independent"`` draws every subset independently (Alg. 2);
+        sampling (`str`, defaults to `"independent"`): ``"independent"`` draws every subset independently (Alg. 2),
+            in ``O(M k)`` work when ``k (k - 1) < 1.4 n`` (else ``O(M G)``; see :func:`_uniform_subsets`);
             ``"balanced"`` cuts random permutations into ``floor(n / k)`` disjoint subsets each, so every sample lies
-            in the same number of subsets (each subset is still a uniform random k-subset; lower variance, and about
-            ``G / k`` times less random work). Groups with unscored samples use only the subsets made of scored ones.
+            in the same number of subsets (each subset is still a uniform random k-subset; lower variance, but a sort
+            of ``G`` random keys per permutation makes it slower). Groups with unscored samples use only the subsets
+            made of scored ones.
         generator (`torch.Generator`, *optional*): source of randomness for the subsets.
 
     Returns:
@@ -350,26 +485,27 @@ def bootstrap_advantages(
     if M < 1:
         raise ValueError(f"bootstrap: num_subsets must be >= 1, got {M}.")
     valid, n = _valid_counts(rewards)
+    if bool((n <= k).all()):  # each group has one possible subset (all equal maxima, standardised to 0) or none
+        return torch.zeros_like(rewards)
     if sampling == "independent":
-        idx = _floyd_subsets(valid, n, M, k, generator)  # (P, M, k): k distinct scored samples per subset
-        ok = (n >= k)[:, None].expand(P, M)  # (P, M)
+        idx = _uniform_subsets(valid, n, M, k, generator)  # (P, k, M): k distinct scored samples per subset
+        ok = (n >= k)[:, None]  # (P, 1): every subset of a row, or none
     else:
         per_perm = G // k
         num_perms = -(-M // per_perm)
         keys = _random_keys((P, num_perms, G), valid, generator)
         perm = keys.argsort(dim=-1)[..., : per_perm * k]  # (P, R, per_perm * k): scored samples first
-        idx = perm.reshape(P, num_perms * per_perm, k)[:, :M]  # (P, M, k)
+        idx = perm.reshape(P, num_perms * per_perm, k)[:, :M].transpose(1, 2).contiguous()  # (P, k, M)
         chunk = torch.arange(num_perms * per_perm, device=rewards.device)[:M] % per_perm  # chunk index in its perm
         ok = (chunk[None, :] + 1) * k <= n[:, None]  # (P, M): chunk made of scored samples only
-    filled = rewards.nan_to_num(0.0)
-    flat_idx = idx.reshape(P, M * k)
-    subset_reward = filled.gather(1, flat_idx).view(P, M, k).max(dim=-1).values  # (P, M)
-    subset_adv = _masked_standardise(subset_reward, ok)  # (P, M), 0 where not ok
-    adv = torch.zeros_like(rewards).scatter_add_(1, flat_idx, subset_adv.repeat_interleave(k, dim=1))
+    flat_idx = idx.view(P, k * M)
+    entries = rewards.nan_to_num(0.0).gather(1, flat_idx)  # (P, k * M), reused below for the subset values
+    subset_adv = _masked_standardise(entries.view(P, k, M).amax(dim=1), ok)  # (P, M), 0 where not ok
+    entries.view(P, k, M).copy_(subset_adv[:, None, :].expand(P, k, M))
+    adv = torch.zeros_like(rewards).scatter_add_(1, flat_idx, entries)
     if reduction == "mean":
-        used = ok.to(rewards.dtype).repeat_interleave(k, dim=1)
-        hits = torch.zeros_like(rewards).scatter_add_(1, flat_idx, used)
-        adv = adv / hits.clamp(min=1)
+        entries.view(P, k, M).copy_(ok[:, None, :].expand(P, k, M))
+        adv = adv / torch.zeros_like(rewards).scatter_add_(1, flat_idx, entries).clamp(min=1)
     return adv.masked_fill(~valid, 0.0)
 
 
@@ -389,20 +525,20 @@ def _sorted_groups(rewards: torch.Tensor):
     return g.masked_fill(tail, 0.0), order, n, tail
 
 
-def _rank_weights(log_col: torch.Tensor, log_norm: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
-    """``exp(log_col - log_norm)`` as `(P, G)`, zero in the unscored tail.
+def _rank_weights(log_col: torch.Tensor, log_norm: torch.Tensor, tail: torch.Tensor | None = None) -> torch.Tensor:
+    """``exp(log_col - log_norm)``, zero in the unscored ``tail`` if given.
 
-    ``log_col`` `(1, G)` depends on the rank only and ``log_norm`` `(P, 1)` on the group only, so when both exponents
-    are safely inside float64's range the product of two small ``exp`` s replaces a `(P, G)` one (the common case:
-    groups of up to several hundred); otherwise the ratio is formed in log space. The tail is zeroed so that an
-    overflow there can never leak into the cumulative sums of the scored positions.
+    ``log_col`` `(1, G)` depends on the rank only and ``log_norm`` `(P, 1)` (or `(1, 1)`) on the group only, so when
+    both exponents are safely inside float64's range the product of two small ``exp`` s replaces a `(P, G)` one (the
+    common case: groups of up to several hundred); otherwise the ratio is formed in log space. The tail is zeroed so
+    that an overflow there can never leak into the cumulative sums of the scored positions.
     """
     finite_norm = log_norm[torch.isfinite(log_norm)]
-    if log_col.max() < 600 and (finite_norm.numel() == 0 or finite_norm.max() < 600):
+    if log_col.max() < 600 and (finite_norm.numel() == 0 or finite_norm.abs().max() < 600):
         weights = torch.exp(log_col) * torch.exp(-log_norm)
     else:
         weights = torch.exp(log_col - log_norm)
-    return weights.masked_fill(tail, 0.0) if tail.any() else weights
+    return weights.masked_fill(tail, 0.0) if tail is not None and tail.any() else weights
 
 
 def _loo_value(g: torch.Tensor, n: torch.Tensor, tail: torch.Tensor, kk: int) -> torch.Tensor:
@@ -426,6 +562,44 @@ def _loo_value(g: torch.Tensor, n: torch.Tensor, tail: torch.Tensor, kk: int) ->
     prefix = below.cumsum(dim=1) - below  # sum over t < i
     suffix = above.flip(1).cumsum(dim=1).flip(1) - above  # sum over j > i
     return prefix + suffix
+
+
+def _pkpo_loo_minus_one(rewards: torch.Tensor, k: int, reduction: str) -> torch.Tensor:
+    """PKPO's default ``s^(loo-1)`` (Eq. 33) in closed form: one sort and one cumulative sum.
+
+    Of the k-subsets ``I`` containing sample ``i``, only those where ``i`` ranks highest have
+    ``max_I g != max_{I minus i} g``; the rest of such a subset is a (k-1)-subset of the ranks below ``i``, whose top
+    is rank ``t`` in ``C(t - 1, k - 2)`` of them. With rewards sorted ascending (ranks ``1..n``, ties in any order):
+
+        s_i = [C(i - 1, k - 1) g_(i) - sum_{t < i} C(t - 1, k - 2) g_(t)] / C(n, k)
+
+    (so ``s_i = sum_{t < i} C(t - 1, k - 2) (g_(i) - g_(t)) / C(n, k)``: never negative, 0 for the lowest reward). At
+    ``k = 1``, where the paper's baseline is undefined, Eq. 26's leave-one-out baseline. Unscored samples (NaN) sort
+    last and stay NaN, which the registry turns into 0.
+
+    Args:
+        rewards (`torch.Tensor` of shape `(P, G)`), k (`int`), reduction (`str`): see :func:`pkpo_advantages`.
+
+    Returns:
+        `torch.Tensor` of shape `(P, G)`.
+    """
+    P, G = rewards.shape
+    _, n = _valid_counts(rewards)
+    nf = n.to(torch.float64)[:, None]  # (P, 1)
+    if k == 1:  # Eq. 26: g_i - mean_{j != i} g_j, at the per-sample-sum scale 1/n unless reduction="mean"
+        advantages = rewards - (rewards.nansum(dim=1, keepdim=True) - rewards) / (nf - 1).clamp(min=1)
+        return advantages if reduction == "mean" else advantages / nf
+    if bool((n == n[0]).all()):
+        nf = nf[:1]  # one group size: the weights depend on the rank only, (1, G)
+    log_norm = log_binom(nf, k) - (nf.log() if reduction == "mean" else 0.0)  # log(C(n, k) / n) for "mean"
+    log_norm = torch.where(nf >= k, log_norm, math.inf)  # fewer than k scored samples: every weight 0
+    rank = torch.arange(G, dtype=torch.float64, device=rewards.device)[None, :]  # i - 1 for ranks i = 1..G
+    lag = _rank_weights(log_binom(rank, k - 2), log_norm)  # C(t - 1, k - 2) / C(n, k), (P or 1, G)
+    lead = _rank_weights(log_binom(rank, k - 1), log_norm) + lag  # [C(i - 1, k - 1) + C(i - 1, k - 2)] / C(n, k)
+    g, order = rewards.sort(dim=1)  # (P, G): ascending, NaN last
+    weighted = lag * g
+    advantages = (lead * g).sub_(weighted.cumsum_(dim=1))  # lead_i g_i - sum_{t <= i} lag_t g_t
+    return torch.empty_like(advantages).scatter_(1, order, advantages)
 
 
 @register_advantage_estimator("pkpo")
@@ -462,6 +636,8 @@ def pkpo_advantages(rewards: torch.Tensor, k: int, *, baseline: str = "loo_minus
         raise ValueError(f"pkpo: baseline must be 'loo_minus_one', 'loo' or 'none', got {baseline!r}.")
     if reduction not in ("sum", "mean"):
         raise ValueError(f"pkpo: reduction must be 'sum' or 'mean', got {reduction!r}.")
+    if baseline == "loo_minus_one":
+        return _pkpo_loo_minus_one(rewards, k, reduction)
     g, order, n, tail = _sorted_groups(rewards)  # (P, G), (P, G), (P,), (P, G)
     tail = tail | (n < k)[:, None]  # groups with fewer than k scored samples get no weights at all
     nf = n.to(torch.float64)[:, None]  # (P, 1)
@@ -471,11 +647,7 @@ def pkpo_advantages(rewards: torch.Tensor, k: int, *, baseline: str = "loo_minus
     off = _rank_weights(log_binom(pos - 2, k - 2), log_norm, tail) * g  # m_ij g_(j) / C(n, k), any i < j
     s = diag + (off.flip(1).cumsum(dim=1).flip(1) - off)  # (P, G)
 
-    if baseline == "loo_minus_one" and k == 1:
-        s = (g - (g.sum(dim=1, keepdim=True) - g) / (nf - 1).clamp(min=1)) / nf  # Eq. 26, per-sample-sum scale
-    elif baseline == "loo_minus_one":
-        s = s - (k / nf) * _loo_value(g, n, tail, k - 1)
-    elif baseline == "loo":
+    if baseline == "loo":
         has_baseline = nf > k  # k <= n - 1; at k = n Listing 1 returns plain s
         s = torch.where(has_baseline, s - (k / (nf - 1).clamp(min=1)) * _loo_value(g, n, tail, k), s)
 
