@@ -48,6 +48,7 @@ __all__ = [
     "RewardArguments",
     "default_reward_names",
     "describe_dataset_source",
+    "check_quantization_available",
     "describe_model_source",
     "load_dataset_source",
     "load_model",
@@ -93,6 +94,14 @@ class ModelArguments:
         },
     )
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, ..."})
+    load_in_4bit: bool = field(
+        default=False,
+        metadata={"help": "load the base model in 4-bit (bitsandbytes), e.g. to evaluate a QLoRA adapter on its base"},
+    )
+    bnb_4bit_quant_type: str = field(
+        default="nf4", metadata={"help": "4-bit data type (as trl.ModelConfig)", "choices": ["nf4", "fp4"]}
+    )
+    use_bnb_nested_quant: bool = field(default=False, metadata={"help": "4-bit double quantization"})
 
 
 @dataclass
@@ -351,6 +360,15 @@ def describe_model_source(name: str | None, adapter: str | None = None) -> str:
     return f"hub model {name!r}"
 
 
+def check_quantization_available(load_in_4bit: bool, load_in_8bit: bool = False) -> None:
+    """4/8-bit loading needs bitsandbytes: say so, naming the package, before anything loads (raises [`CLIError`])."""
+    import importlib.util
+
+    if (load_in_4bit or load_in_8bit) and importlib.util.find_spec("bitsandbytes") is None:
+        flag = "load_in_4bit" if load_in_4bit else "load_in_8bit"
+        raise CLIError(f"{flag} needs the bitsandbytes package, which is not installed: pip install bitsandbytes")
+
+
 def load_model(model_args: ModelArguments):
     """`(model, tokenizer)` of `model_args`: `embedded:` ids resolved, the PEFT `adapter` applied (its tokenizer used
     when the adapter directory holds one), moved to `device`."""
@@ -367,12 +385,24 @@ def load_model(model_args: ModelArguments):
     adapter = model_args.adapter
     has_tokenizer = adapter and os.path.exists(os.path.join(adapter, "tokenizer_config.json"))
     tokenizer = AutoTokenizer.from_pretrained(adapter if has_tokenizer else path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    kwargs = {}
+    if model_args.load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        check_quantization_available(True)
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=model_args.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=model_args.use_bnb_nested_quant,
+            bnb_4bit_compute_dtype=torch.float32 if dtype == "auto" else dtype,
+        )
+        kwargs["device_map"] = {"": device}  # a quantized model is placed when loaded, never moved
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
     if adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter)
-    return model.to(device), tokenizer
+    return (model if kwargs else model.to(device)), tokenizer
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from .common import (
     HelpFormatter,
     ModelArguments,
     RewardArguments,
+    check_quantization_available,
     describe_model_source,
     parse_dataclasses,
 )
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--adapter and --lora_r are exclusive: take the gradient over one set of trainable parameters")
     try:
         describe_model_source(model_args.model_name_or_path, model_args.adapter)
+        check_quantization_available(model_args.load_in_4bit)
         (reward_func,) = resolve_rewards(default_reward_names(reward_args.reward, data_args.dataset))
         dataset = load_problems(data_args)
         check_dataset(dataset, reward_func)

@@ -27,6 +27,7 @@ from .common import (
     HelpFormatter,
     ModelArguments,
     RewardArguments,
+    check_quantization_available,
     describe_model_source,
     parse_dataclasses,
 )
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ks = parse_ks(eval_args.k, eval_args.n)
         describe_model_source(model_args.model_name_or_path, model_args.adapter)
+        check_quantization_available(model_args.load_in_4bit)
         (reward_func,) = resolve_rewards(default_reward_names(reward_args.reward, data_args.dataset))
         dataset = load_problems(data_args)
         check_dataset(dataset, reward_func)

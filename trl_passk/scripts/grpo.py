@@ -39,6 +39,7 @@ from ..data import ANSWER_FORMATS
 from ..evaluation import parse_ks
 from .common import (
     CLIError,
+    check_quantization_available,
     default_reward_names,
     describe_dataset_source,
     describe_model_source,
@@ -277,6 +278,7 @@ def validate(script_args, training_args, model_args) -> dict[str, Any]:
         raise CLIError("load_in_4bit and load_in_8bit are both set; choose one.")
     if (model_args.load_in_4bit or model_args.load_in_8bit) and not model_args.use_peft:
         raise CLIError("4/8-bit loading (QLoRA) trains adapters only: set use_peft: true.")
+    check_quantization_available(model_args.load_in_4bit, model_args.load_in_8bit)
     try:
         peft_config = get_peft_config(model_args)
         quantization_config = get_quantization_config(model_args)
