@@ -34,7 +34,7 @@ slow_test: setup
 # venv of its own (the newest TRL is what `make test` runs on).
 TRL_OLDEST ?= 1.10.0
 OLDEST  = .venv-trl-oldest
-DROPIN_TESTS = tests/test_trainer.py tests/test_config.py tests/test_distributed.py tests/test_multiprocess_cli.py
+DROPIN_TESTS = tests/test_dropin.py tests/test_trainer.py tests/test_config.py tests/test_distributed.py tests/test_multiprocess_cli.py
 
 $(OLDEST)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(OLDEST)

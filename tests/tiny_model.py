@@ -7,7 +7,7 @@ is what unit tests and the overhead benchmark need; it knows nothing, so use the
 
 from __future__ import annotations
 
-__all__ = ["build_tiny_model"]
+__all__ = ["build_tiny_model", "build_tiny_tokenizer"]
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -15,11 +15,10 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_model(path: str, seed: int = 0) -> str:
-    """Save a 2-layer Qwen2 model and a byte-level BPE tokenizer (trained here on a few sentences) to ``path``."""
-    import torch
+def build_tiny_tokenizer(path: str | None = None):
+    """A byte-level BPE tokenizer trained here on a few sentences, with a ChatML chat template (saved to ``path``)."""
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast
 
     corpus = [
         "What is 2 + 3? The answer is 5.",
@@ -38,8 +37,17 @@ def build_tiny_model(path: str, seed: int = 0) -> str:
         additional_special_tokens=["<|im_start|>", "<|endoftext|>"],
     )
     tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(path)
+    if path is not None:
+        tokenizer.save_pretrained(path)
+    return tokenizer
 
+
+def build_tiny_model(path: str, seed: int = 0) -> str:
+    """Save a 2-layer Qwen2 model and a byte-level BPE tokenizer (trained here on a few sentences) to ``path``."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = build_tiny_tokenizer(path)
     torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
