@@ -199,6 +199,24 @@ def test_trainer_sketches_match_exact_per_group_gradients(tiny_model_path, tmp_p
         for j in range(4):
             assert abs(approx[i, j] - kernel[i, j]) <= sketch_tolerance(4096, exact[i], exact[j]) + 1e-9
 
+    # Memory bounded: in chunks of a micro-batch (2 rows here) the diagnostic never runs the model on more rows at once,
+    # and the chunks' sketches add up to the whole group's.
+    sizes = []
+    forward = trainer._get_per_token_logps_and_entropies
+
+    def observed(model, ids, *args, **kwargs):
+        sizes.append(ids.shape[0])
+        return forward(model, ids, *args, **kwargs)
+
+    trainer._get_per_token_logps_and_entropies = observed
+    chunked = trainer._prompt_gradient_sketches(batch, success, G, chunk_size=2).double()
+    assert sizes and max(sizes) == 2
+    torch.testing.assert_close(chunked, z, rtol=1e-4, atol=1e-6)
+    sizes.clear()
+    trainer.args.per_device_train_batch_size = 3  # the default chunk is the training micro-batch
+    trainer._prompt_gradient_sketches(batch, success, G)
+    assert max(sizes) == 3
+
 
 def test_filter_end_to_end_with_memory(tiny_model_path, tmp_path):
     # Four prompts, four per step: every step sees the same prompts, so off-steps reuse the remembered flags.

@@ -266,8 +266,15 @@ class PassKGRPOTrainer(GRPOTrainer):
         filtered = filter_advantages(advantages, step.pass1, step.pass1_weight, flagged, args.interference)
         return filtered.reshape(-1)
 
-    def _prompt_gradient_sketches(self, output, success: torch.Tensor, G: int) -> torch.Tensor:
-        """Count-sketches `(P, D)` of each prompt group's pass@1 gradient estimate, all-reduced across processes."""
+    def _prompt_gradient_sketches(
+        self, output, success: torch.Tensor, G: int, chunk_size: int | None = None
+    ) -> torch.Tensor:
+        """Count-sketches `(P, D)` of each prompt group's pass@1 gradient estimate, all-reduced across processes.
+
+        A group's local rows go through the model `chunk_size` rows at a time (default: the training micro-batch,
+        `per_device_train_batch_size`), so the diagnostic never holds more activations than a training step; the
+        sketch is linear, so the chunks' sketches add up to the group's."""
+        chunk_size = chunk_size or self.args.per_device_train_batch_size
         P = success.shape[0]
         device = self.accelerator.device
         sketches = torch.zeros(P, self._sketch.dim, dtype=torch.float32, device=device)
@@ -285,19 +292,20 @@ class PassKGRPOTrainer(GRPOTrainer):
         # and draw from the RNG that the next generation samples from, so "diagnose" would change training.
         with torch.enable_grad(), _eval_mode(model):
             for g in groups.unique().tolist():
-                rows = (groups == g).nonzero(as_tuple=True)[0]
-                weights = coef[start + rows]
-                if not weights.abs().sum() > 0:  # every sample of the group scored alike: estimate is exactly 0
-                    continue
-                ids = torch.cat([output["prompt_ids"][rows], output["completion_ids"][rows]], dim=1)
-                mask = torch.cat([output["prompt_mask"][rows], output["completion_mask"][rows]], dim=1)
-                logps, _, _ = self._get_per_token_logps_and_entropies(
-                    model, ids, mask, output["completion_ids"].size(1)
-                )
-                grads = pass1_gradient(
-                    logps, weights.to(logps.dtype), params, num_generations=G, mask=completion_mask[rows]
-                )
-                sketches[g] = self._sketch(grads).to(device)
+                group_rows = (groups == g).nonzero(as_tuple=True)[0]
+                for rows in group_rows.split(chunk_size):
+                    weights = coef[start + rows]
+                    if not weights.abs().sum() > 0:  # every sample scored like its group: contributes exactly 0
+                        continue
+                    ids = torch.cat([output["prompt_ids"][rows], output["completion_ids"][rows]], dim=1)
+                    mask = torch.cat([output["prompt_mask"][rows], output["completion_mask"][rows]], dim=1)
+                    logps, _, _ = self._get_per_token_logps_and_entropies(
+                        model, ids, mask, output["completion_ids"].size(1)
+                    )
+                    grads = pass1_gradient(
+                        logps, weights.to(logps.dtype), params, num_generations=G, mask=completion_mask[rows]
+                    )
+                    sketches[g] += self._sketch(grads).to(device)
         if self.accelerator.num_processes > 1:
             sketches = self.accelerator.reduce(sketches, reduction="sum")
         return sketches
