@@ -14,25 +14,12 @@ import math
 
 import pytest
 import torch
-from conftest import length_reward, make_prompt_dataset, odd_a_reward
+from conftest import TINY_TRAIN_ARGS, length_reward, make_prompt_dataset, odd_a_reward
 from trl import GRPOConfig, GRPOTrainer
 
 from trl_passk import PassKGRPOConfig, PassKGRPOTrainer
 
-BASE = dict(
-    per_device_train_batch_size=8,  # 2 prompts x G = 4
-    num_generations=4,
-    max_completion_length=5,
-    max_steps=2,
-    learning_rate=1e-2,
-    logging_steps=1,
-    report_to="none",
-    use_cpu=True,
-    bf16=False,
-    save_strategy="no",
-    seed=11,
-    dataloader_num_workers=0,
-)
+BASE = {**TINY_TRAIN_ARGS, "per_device_train_batch_size": 8, "max_completion_length": 5, "max_steps": 2, "seed": 11}
 
 
 def some_none_reward(completions, **kwargs):
