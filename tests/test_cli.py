@@ -4,9 +4,11 @@ local model. Everything runs in-process through `trl_passk.cli.main` except one 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -183,6 +185,59 @@ def test_bad_dataset_source(capsys, tmp_path):
     code, _, err = run_cli(capsys, "grpo", "--config", str(recipe), "--dry-run")
     assert code == 2
     assert "chain_summ" in err and "chain_sum" in err
+
+
+# ---- data sources: a missing file or an unreachable hub says so at once, in one line
+
+
+@pytest.mark.parametrize("spec", ["./missing.jsonl", "missing.jsonl", "data/dir/missing", "~/no-such-dir/x"])
+def test_missing_local_dataset_is_file_not_found(spec):
+    from trl_passk.scripts.common import CLIError, describe_dataset_source
+
+    with pytest.raises(CLIError, match=f"file not found: {re.escape(spec)} \\(looked for /"):
+        describe_dataset_source(spec)
+
+
+def test_eval_missing_dataset_file_is_one_line(capsys):
+    # What a user saw: `Repo id must use alphanumeric chars ...` for a local file that was not there.
+    argv = ["eval", "--model_name_or_path", "no/such-model", "--dataset", "./missing.jsonl", "--output_dir", "unused"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert "file not found: ./missing.jsonl" in err
+    assert len(err.splitlines()) <= 3, err  # usage line, message, hint: no page of usage
+
+
+def test_hub_dataset_in_offline_mode_fails_fast_naming_hf_hub_offline(monkeypatch):
+    import datasets
+
+    from trl_passk.scripts.common import CLIError, load_dataset_source
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    start = time.perf_counter()
+    with pytest.raises(CLIError) as error:
+        load_dataset_source("does/not-exist")
+    assert time.perf_counter() - start < 60  # on a loaded machine; offline mode never retries
+    message = str(error.value)
+    assert "'does/not-exist'" in message and "HF_HUB_OFFLINE" in message and "\n" not in message
+
+
+def test_unreachable_hub_fails_fast_naming_hf_hub_offline(monkeypatch):
+    # What a user saw: ~70 s of retries with back-off, then a 49-line traceback.
+    import datasets
+    from huggingface_hub import constants
+
+    from trl_passk.scripts.common import CLIError, load_dataset_source
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")  # `.invalid` never resolves (RFC 2606)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("tried to download"))
+    with pytest.raises(CLIError) as error:
+        load_dataset_source("does/not-exist")
+    message = str(error.value)
+    assert "'does/not-exist'" in message and "hub.invalid" in message and "HF_HUB_OFFLINE=1" in message
+    assert "\n" not in message
 
 
 def test_output_dir_with_a_run_is_refused(capsys, tmp_path):
