@@ -24,6 +24,7 @@ import difflib
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ __all__ = [
     "default_reward_names",
     "describe_dataset_source",
     "check_quantization_available",
+    "concise_errors",
     "describe_model_source",
     "load_dataset_source",
     "load_model",
@@ -69,6 +71,19 @@ class CLIError(ValueError):
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Keeps the description's line breaks and shows each option's default."""
+
+
+def concise_errors(parser: argparse.ArgumentParser, usage: str) -> argparse.ArgumentParser:
+    """Give `parser` a one-line `usage` and make its errors print that line, the message and a hint to `--help`,
+    instead of argparse's usage, which lists every option (hundreds of lines for `trl-passk grpo`)."""
+    parser.usage = usage
+
+    def error(message: str):
+        parser.print_usage(sys.stderr)
+        parser.exit(2, f"{parser.prog}: error: {message}\nRun `{parser.prog} --help` for the options.\n")
+
+    parser.error = error
+    return parser
 
 
 # ---------------------------------------------------------------------------------------------------------------------
