@@ -1,4 +1,6 @@
 # Set-up is part of every target: a fresh clone needs only `make demo` or `make test`.
+# The embedded model is converted once into $TRL_PASSK_CACHE, else $XDG_CACHE_HOME/trl_passk, else ~/.cache/trl_passk
+# (README, "Where files go"); `make clean` leaves it. .ci/run starts from an empty one inside the checkout.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
