@@ -226,9 +226,7 @@ class _ShortHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows a default only where there is one (not `None`, not for flags)."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False) and not action.metavar:
-            return action.help
-        if action.default is None:
+        if action.default is None or (action.default is False and not action.metavar):
             return action.help
         return super()._get_help_string(action)
 
