@@ -2,6 +2,7 @@
 
 import functools
 import math
+import time
 import types
 
 import pytest
@@ -184,6 +185,27 @@ def test_missing_reward_column_fails_before_the_model_loads(tmp_path, stub_trl_i
             args=args,
             eval_dataset={"hard": dataset},
         )
+
+
+def test_missing_reward_column_fails_before_the_embedded_model_is_converted(tmp_path, monkeypatch):
+    # No stub: an embedded model id with an empty cache would take a conversion (about 25 s) and a model load; the
+    # check comes first, so nothing is written to the cache.
+    from datasets import Dataset
+
+    from trl_passk.rewards import get_reward_func
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TRL_PASSK_CACHE", str(cache))
+    args = PassKGRPOConfig(str(tmp_path / "out"), use_cpu=True, bf16=False, report_to="none")
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"'math_accuracy' needs dataset column\(s\) \['solution'\]"):
+        PassKGRPOTrainer(
+            "embedded:SmolLM2-135M-Instruct",
+            get_reward_func("math_accuracy"),
+            args,
+            Dataset.from_dict({"prompt": ["1 + 1 ="]}),
+        )
+    assert time.perf_counter() - start < 10 and not cache.exists()
 
 
 def test_reward_column_check_refuses_nothing_trl_accepts(tmp_path, stub_trl_init):
