@@ -202,6 +202,9 @@ def make_parser(subparsers=None, prog: str | None = None) -> TrlParser:
     # ... and first, after -h (argparse has no public way to place an option within its group).
     parser._optionals._group_actions.remove(action)
     parser._optionals._group_actions.insert(1, action)
+    for other in parser._optionals._group_actions:
+        if "--help" in other.option_strings:  # `main` answers --help with the short page, --help-all with this one
+            other.help = "show the short help page; --help-all shows this one"
     return concise_errors(parser, USAGE)
 
 
