@@ -178,7 +178,7 @@ def test_missing_reward_column_fails_before_the_model_loads(tmp_path, stub_trl_i
     message = str(error.value)
     assert "'math_accuracy'" in message and "['solution']" in message and "['prompt', 'answer']" in message
     # The eval dataset too, also as a dict of datasets, and with every argument passed by keyword.
-    with pytest.raises(ValueError, match=r"eval_dataset\['hard'\]"):
+    with pytest.raises(ValueError, match=r"Add the column to eval_dataset\['hard'\]"):
         PassKGRPOTrainer(
             model="no/such-model",
             reward_funcs=[odd_a_reward, get_reward_func("math_accuracy")],

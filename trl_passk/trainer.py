@@ -334,7 +334,7 @@ def _check_reward_columns(model, reward_funcs, args, pargs, kwargs) -> None:
             check_reward_columns(
                 funcs,
                 columns,
-                fix=f"({where}.) Add the column (e.g. with dataset.map), give that parameter a default in the "
+                fix=f"Add the column to {where} (e.g. with dataset.map), give that parameter a default in the "
                 "reward function, or choose a reward that matches this dataset.",
             )
 
