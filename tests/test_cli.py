@@ -4,9 +4,11 @@ local model. Everything runs in-process through `trl_passk.cli.main` except one 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -52,12 +54,81 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 # ---- help
 
+FLAGS = ("--config", "--objective", "--dataset_name")
+
 
 @pytest.mark.parametrize("argv", [["--help"], ["grpo", "--help"], ["eval", "--help"], ["diagnose", "--help"]])
 def test_help_in_process(capsys, argv):
     code, out, _ = run_cli(capsys, *argv)
     assert code == 0
     assert "usage:" in out
+
+
+def test_grpo_help_is_short_with_config_and_passk_options_first(capsys, monkeypatch):
+    # What a user saw: 1,531 lines, no --config, the pass@k options from line 1,381 on.
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run_cli(capsys, "grpo", "--help")
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) < 200, len(lines)
+    first = {flag: next(i for i, line in enumerate(lines) if line.lstrip().startswith(flag)) for flag in FLAGS}
+    assert first["--config"] < first["--objective"] < first["--dataset_name"] < 120, first
+    assert "--help-all" in out and "--per_device_train_batch_size" not in out  # TRL's fields: behind --help-all
+
+
+def test_grpo_help_all_lists_every_field_config_first(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run_cli(capsys, "grpo", "--help-all")
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) > 1000 and "--per_device_train_batch_size" in out and "--lora_r" in out
+    assert lines[0].startswith("usage: trl-passk grpo --config RECIPE.yaml")
+    assert any(line.lstrip().startswith("--config RECIPE.yaml") for line in lines[:8])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["grpo", "--k", "abc"], "argument --k: invalid int value: 'abc'"),
+        (["eval", "--n", "abc"], "argument --n: invalid int value: 'abc'"),
+        (["diagnose", "--k", "abc"], "argument --k: invalid int value: 'abc'"),
+    ],
+)
+def test_argparse_error_is_the_message_not_the_usage(capsys, argv, message):
+    # What a user saw: 200+ lines of usage before the message.
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert len(lines) <= 4, err  # the usage line(s), the message, a hint
+    assert message in err and f"trl-passk {argv[0]} --help" in lines[-1]
+
+
+# Loaded only where needed: `--help` pages import no model stack. `grpo --help` may load torch (the estimator registry
+# names the valid estimators) and TRL's light parser and dataclasses, never transformers, TRL's GRPO config or trainer,
+# peft or datasets.
+HEAVY = ("transformers", "trl.trainer.grpo_config", "trl.trainer.grpo_trainer", "peft", "datasets", "accelerate")
+
+
+@pytest.mark.parametrize(
+    "argv, not_loaded",
+    [
+        (["--help"], ("torch", "trl", *HEAVY)),
+        (["grpo", "--help"], HEAVY),
+        (["eval", "--help"], ("torch", *HEAVY)),
+        (["diagnose", "--help"], ("torch", *HEAVY)),
+    ],
+)
+def test_help_loads_no_model_stack(argv, not_loaded):
+    code = (
+        "import contextlib, io, sys\n"
+        "from trl_passk.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main({argv!r}) == 0\n"
+        "print(sorted(m for m in sys.modules if m in " + repr(not_loaded) + "))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"{argv} loaded {result.stdout.strip()}"
 
 
 def test_help_console_script():
@@ -183,6 +254,59 @@ def test_bad_dataset_source(capsys, tmp_path):
     code, _, err = run_cli(capsys, "grpo", "--config", str(recipe), "--dry-run")
     assert code == 2
     assert "chain_summ" in err and "chain_sum" in err
+
+
+# ---- data sources: a missing file or an unreachable hub says so at once, in one line
+
+
+@pytest.mark.parametrize("spec", ["./missing.jsonl", "missing.jsonl", "data/dir/missing", "~/no-such-dir/x"])
+def test_missing_local_dataset_is_file_not_found(spec):
+    from trl_passk.scripts.common import CLIError, describe_dataset_source
+
+    with pytest.raises(CLIError, match=f"file not found: {re.escape(spec)} \\(looked for /"):
+        describe_dataset_source(spec)
+
+
+def test_eval_missing_dataset_file_is_one_line(capsys):
+    # What a user saw: `Repo id must use alphanumeric chars ...` for a local file that was not there.
+    argv = ["eval", "--model_name_or_path", "no/such-model", "--dataset", "./missing.jsonl", "--output_dir", "unused"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert "file not found: ./missing.jsonl" in err
+    assert len(err.splitlines()) <= 4, err  # usage lines, message, hint: no page of usage
+
+
+def test_hub_dataset_in_offline_mode_fails_fast_naming_hf_hub_offline(monkeypatch):
+    import datasets
+
+    from trl_passk.scripts.common import CLIError, load_dataset_source
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    start = time.perf_counter()
+    with pytest.raises(CLIError) as error:
+        load_dataset_source("does/not-exist")
+    assert time.perf_counter() - start < 60  # on a loaded machine; offline mode never retries
+    message = str(error.value)
+    assert "'does/not-exist'" in message and "HF_HUB_OFFLINE" in message and "\n" not in message
+
+
+def test_unreachable_hub_fails_fast_naming_hf_hub_offline(monkeypatch):
+    # What a user saw: ~70 s of retries with back-off, then a 49-line traceback.
+    import datasets
+    from huggingface_hub import constants
+
+    from trl_passk.scripts.common import CLIError, load_dataset_source
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")  # `.invalid` never resolves (RFC 2606)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("tried to download"))
+    with pytest.raises(CLIError) as error:
+        load_dataset_source("does/not-exist")
+    message = str(error.value)
+    assert "'does/not-exist'" in message and "hub.invalid" in message and "HF_HUB_OFFLINE=1" in message
+    assert "\n" not in message
 
 
 def test_output_dir_with_a_run_is_refused(capsys, tmp_path):

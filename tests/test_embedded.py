@@ -100,6 +100,19 @@ def test_env_var_sets_default_cache(fake_conversion, tmp_path, monkeypatch):
     assert Path(resolve_model_path(SPEC)) == tmp_path / "envcache" / "embedded" / NAME
 
 
+def test_cache_lives_under_xdg_cache_home_or_home(fake_conversion, tmp_path, monkeypatch):
+    # One rule everywhere (make test, make demo, CI, the library): TRL_PASSK_CACHE, else $XDG_CACHE_HOME/trl_passk,
+    # else ~/.cache/trl_passk.
+    monkeypatch.delenv("TRL_PASSK_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert embedded.default_cache_dir() == tmp_path / "xdg" / "trl_passk" / "embedded"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert embedded.default_cache_dir() == tmp_path / "home" / ".cache" / "trl_passk" / "embedded"
+    monkeypatch.setenv("TRL_PASSK_CACHE", "~/elsewhere")
+    assert embedded.default_cache_dir() == tmp_path / "home" / "elsewhere" / "embedded"
+
+
 def test_failed_conversion_leaves_no_cache(monkeypatch, fake_conversion, tmp_path):
     def boom(src, out_dir, name):
         (out_dir / "config.json").write_text("{}")

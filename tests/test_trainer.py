@@ -1,6 +1,9 @@
 """PassKGRPOTrainer against TRL's GRPOTrainer on a tiny local model."""
 
+import functools
 import math
+import time
+import types
 
 import pytest
 import torch
@@ -145,6 +148,94 @@ def test_config_type_and_success_reward_checked_before_model_loads(tmp_path):
     args = PassKGRPOConfig(str(tmp_path), success_reward="accuracy", use_cpu=True, bf16=False, report_to="none")
     with pytest.raises(ValueError, match="odd_a_reward"):
         PassKGRPOTrainer("no/such-model", odd_a_reward, args=args)
+
+
+class _ReachedTRL(Exception):
+    """Raised by a stubbed `GRPOTrainer.__init__`: the trainer's own checks passed and TRL would now load the model."""
+
+
+@pytest.fixture
+def stub_trl_init(monkeypatch):
+    @functools.wraps(GRPOTrainer.__init__)  # keeps the signature, which the check binds the arguments to
+    def init(self, *args, **kwargs):
+        raise _ReachedTRL
+
+    monkeypatch.setattr(GRPOTrainer, "__init__", init)
+
+
+def test_missing_reward_column_fails_before_the_model_loads(tmp_path, stub_trl_init):
+    # What a user saw: math_accuracy on a dataset without 'solution' failed after the model load and the first
+    # generation, as a bare TypeError. Now the trainer refuses at once, naming reward, column and the columns present;
+    # the stub makes any attempt to load the (nonexistent) model fail the test.
+    from datasets import Dataset
+
+    from trl_passk.rewards import get_reward_func
+
+    args = PassKGRPOConfig(str(tmp_path), use_cpu=True, bf16=False, report_to="none")
+    dataset = Dataset.from_dict({"prompt": ["1 + 1 ="], "answer": ["2"]})
+    with pytest.raises(ValueError) as error:
+        PassKGRPOTrainer("no/such-model", [get_reward_func("math_accuracy")], args, dataset)
+    message = str(error.value)
+    assert "'math_accuracy'" in message and "['solution']" in message and "['prompt', 'answer']" in message
+    # The eval dataset too, also as a dict of datasets, and with every argument passed by keyword.
+    with pytest.raises(ValueError, match=r"Add the column to eval_dataset\['hard'\]"):
+        PassKGRPOTrainer(
+            model="no/such-model",
+            reward_funcs=[odd_a_reward, get_reward_func("math_accuracy")],
+            args=args,
+            eval_dataset={"hard": dataset},
+        )
+
+
+def test_missing_reward_column_fails_before_the_embedded_model_is_converted(tmp_path, monkeypatch):
+    # No stub: an embedded model id with an empty cache would take a conversion (about 25 s) and a model load; the
+    # check comes first, so nothing is written to the cache.
+    from datasets import Dataset
+
+    from trl_passk.rewards import get_reward_func
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TRL_PASSK_CACHE", str(cache))
+    args = PassKGRPOConfig(str(tmp_path / "out"), use_cpu=True, bf16=False, report_to="none")
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"'math_accuracy' needs dataset column\(s\) \['solution'\]"):
+        PassKGRPOTrainer(
+            "embedded:SmolLM2-135M-Instruct",
+            get_reward_func("math_accuracy"),
+            args,
+            Dataset.from_dict({"prompt": ["1 + 1 ="]}),
+        )
+    assert time.perf_counter() - start < 10 and not cache.exists()
+
+
+def test_reward_column_check_refuses_nothing_trl_accepts(tmp_path, stub_trl_init):
+    from datasets import Dataset, IterableDataset
+
+    def needs_solution(completions, solution, **kwargs):
+        return [0.0] * len(completions)
+
+    def uses_trl_arguments(prompts, completions, completion_ids, trainer_state, **kwargs):
+        return [0.0] * len(completions)
+
+    reward_model = torch.nn.Linear(2, 1)  # stands in for a sequence-classification model: TRL reads its config
+    reward_model.config = types.SimpleNamespace(_name_or_path="some/reward-model")
+    args = PassKGRPOConfig(str(tmp_path), use_cpu=True, bf16=False, report_to="none")
+    prompts_only = Dataset.from_dict({"prompt": ["1 + 1 ="]})
+    iterable = IterableDataset.from_generator(lambda: iter([{"prompt": "1 + 1 ="}]))  # columns unknown up front
+    accepted = [
+        (odd_a_reward, prompts_only),  # **kwargs only
+        (uses_trl_arguments, prompts_only),  # arguments TRL passes itself
+        ("some/reward-model", prompts_only),  # a reward model id
+        (reward_model, prompts_only),  # a reward model
+        (needs_solution, Dataset.from_dict({"prompt": ["1 + 1 ="], "solution": ["2"]})),
+        (needs_solution, iterable),
+        (needs_solution, None),
+    ]
+    for reward, dataset in accepted:
+        with pytest.raises(_ReachedTRL):
+            PassKGRPOTrainer("no/such-model", reward, args, dataset)
+    with pytest.raises(_ReachedTRL):  # a rollout_func's extra fields reach the rewards as well
+        PassKGRPOTrainer("no/such-model", needs_solution, args, prompts_only, rollout_func=lambda prompts, t: {})
 
 
 def test_plain_import_swap_trains_exactly_like_trl(tiny_model_path, tmp_path):

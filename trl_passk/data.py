@@ -8,14 +8,17 @@ Dataset builders and formatters, all offline.
   columns (TRL's accuracy rewards and [`~rewards.math_accuracy`] read `solution`).
 """
 
+from __future__ import annotations
+
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-import datasets
-
 from trl_passk.rewards import last_boxed
+
+if TYPE_CHECKING:  # loaded where a dataset is built: `--help` and recipe checks need only the names here
+    import datasets
 
 DEFAULT_SYSTEM_PROMPT = (
     "Solve the problem. Think step by step if needed, then give only the final answer inside "
@@ -105,6 +108,8 @@ def make_reasoning_gym_dataset(
         rows["answer"].append(str(entry["answer"]))
         rows["solution"].append(str(entry["answer"]))
         rows["metadata"].append(json.dumps(_to_jsonable(entry["metadata"])))
+    import datasets
+
     dataset = datasets.Dataset.from_dict(rows)
     if not test_size:
         return dataset
@@ -273,6 +278,8 @@ def map_columns(
     """
     if answer_format not in _GOLD_EXTRACTORS:
         raise ValueError(f"answer_format must be one of {list(ANSWER_FORMATS)}, got {answer_format!r}")
+    import datasets
+
     if isinstance(dataset, datasets.DatasetDict):
         return datasets.DatasetDict(
             {

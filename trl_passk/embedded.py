@@ -39,6 +39,7 @@ __all__ = [
     "EMBEDDED_MODELS",
     "EmbeddedModel",
     "EmbeddedModelNotInstalledError",
+    "cache_root",
     "default_cache_dir",
     "is_embedded",
     "locate_gguf",
@@ -134,12 +135,20 @@ def locate_gguf(name: str) -> Path:
     )
 
 
-def default_cache_dir() -> Path:
-    """Root under which converted embedded models live: ``$TRL_PASSK_CACHE/embedded`` or
-    ``~/.cache/trl_passk/embedded``."""
+def cache_root() -> Path:
+    """This package's cache: ``$TRL_PASSK_CACHE`` if set, else ``$XDG_CACHE_HOME/trl_passk``, else
+    ``~/.cache/trl_passk``. Deleting it is safe (its content is rebuilt on first use); to move it, move the directory
+    and point ``TRL_PASSK_CACHE`` at the new place."""
     root = os.environ.get("TRL_PASSK_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "trl_passk"
-    return base / "embedded"
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "trl_passk"
+
+
+def default_cache_dir() -> Path:
+    """Root under which converted embedded models live: ``<cache_root()>/embedded`` (see [`cache_root`])."""
+    return cache_root() / "embedded"
 
 
 def _source_fingerprint(gguf: Path) -> dict:

@@ -780,15 +780,30 @@ def required_reward_columns(reward_func: Callable) -> list[str]:
     ]
 
 
-def check_reward_columns(reward_funcs: list[Callable], columns: list[str]) -> None:
-    """Raise `ValueError` naming the reward, the missing column(s) and the fix when a reward needs a column that
-    `columns` (a dataset's column names) lacks."""
+# What to do about a missing column, for the command line (the trainer gives its own hint).
+CLI_COLUMN_FIX = (
+    "Map them (command line: --prompt_column, --answer_column and --answer_format put the gold answer in 'solution', "
+    "which the math rewards read), use a reasoning_gym: source (reasoning_gym_accuracy reads 'metadata'), or choose a "
+    "reward that matches this dataset."
+)
+
+
+def check_reward_columns(reward_funcs: list[Callable], columns: list[str], fix: str = CLI_COLUMN_FIX) -> None:
+    """Raise `ValueError` naming the reward, the missing column(s), the columns present and `fix` when a reward needs a
+    column that `columns` (a dataset's column names) lacks. Reward models (`str` ids, `torch.nn.Module`s) are skipped:
+    they read only prompts and completions."""
     for reward_func in reward_funcs:
+        if isinstance(reward_func, str) or _is_module(reward_func):
+            continue
         missing = [column for column in required_reward_columns(reward_func) if column not in columns]
         if missing:
             raise ValueError(
                 f"reward {reward_func_label(reward_func)!r} needs dataset column(s) {missing}, but the dataset has "
-                f"columns {columns}. Map them (command line: --prompt_column, --answer_column and --answer_format put "
-                "the gold answer in 'solution', which the math rewards read), use a reasoning_gym: source "
-                "(reasoning_gym_accuracy reads 'metadata'), or choose a reward that matches this dataset."
+                f"columns {list(columns)}. {fix}"
             )
+
+
+def _is_module(obj) -> bool:
+    """`isinstance(obj, torch.nn.Module)` without importing torch (a module can only exist if torch is loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)

@@ -13,6 +13,7 @@ With `objective="pass1"` the parent's advantages are left untouched: training is
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import textwrap
@@ -33,6 +34,7 @@ from .interference import (
     pass1_gradient,
 )
 from .objective import PassKStep, passk_step
+from .rewards import check_reward_columns
 
 __all__ = ["PassKGRPOTrainer", "reward_func_name"]
 
@@ -136,6 +138,9 @@ class PassKGRPOTrainer(GRPOTrainer):
     }
 
     def __init__(self, model, reward_funcs, args: GRPOConfig | None = None, *pargs, **kwargs):
+        # Before anything heavy (the embedded conversion, TRL's model load, the first generation): a reward that needs
+        # a column the dataset lacks would otherwise fail only at the first reward call, as a bare TypeError.
+        _check_reward_columns(model, reward_funcs, args, pargs, kwargs)
         if isinstance(model, str) and is_embedded(model):
             model = resolve_model_path(model)  # `embedded:<name>` works wherever a model id does
         if args is None:  # TRL's default, with our class
@@ -309,6 +314,37 @@ class PassKGRPOTrainer(GRPOTrainer):
         if self.accelerator.num_processes > 1:
             sketches = self.accelerator.reduce(sketches, reduction="sum")
         return sketches
+
+
+def _check_reward_columns(model, reward_funcs, args, pargs, kwargs) -> None:
+    """Raise `ValueError` when a reward function has a required parameter that is neither a column of the train or eval
+    dataset nor an argument TRL passes ([`~rewards.TRL_REWARD_ARGS`]). Nothing is checked where TRL's own rules allow
+    more: reward models, `**kwargs`-only functions, datasets without known columns (iterable datasets, `None`), or a
+    `rollout_func` (its extra fields reach the rewards too)."""
+    try:
+        given = (
+            inspect.signature(GRPOTrainer.__init__).bind(None, model, reward_funcs, args, *pargs, **kwargs).arguments
+        )
+    except TypeError:  # arguments GRPOTrainer does not take: its own error says it better
+        return
+    if given.get("rollout_func") is not None:
+        return
+    funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
+    for role in ("train_dataset", "eval_dataset"):
+        datasets = given.get(role)
+        if datasets is None:
+            continue
+        for name, dataset in datasets.items() if isinstance(datasets, dict) else [(None, datasets)]:
+            columns = getattr(dataset, "column_names", None)
+            if not isinstance(columns, list):  # an IterableDataset without features, a torch Dataset, ...
+                continue
+            where = role if name is None else f"{role}[{name!r}]"
+            check_reward_columns(
+                funcs,
+                columns,
+                fix=f"Add the column to {where} (e.g. with dataset.map), give that parameter a default in the "
+                "reward function, or choose a reward that matches this dataset.",
+            )
 
 
 @contextlib.contextmanager

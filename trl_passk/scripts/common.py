@@ -8,7 +8,9 @@ Dataset sources, one dispatch for every command ([`load_dataset_source`], checke
 1. an alias built offline, one line per kind in [`DATASET_SOURCES`] (e.g. `reasoning_gym:chain_sum?size=64&seed=1`);
 2. a local file with a suffix in [`DATA_FILE_BUILDERS`] (one split-less dataset);
 3. a local directory: written by `save_to_disk` (it holds `dataset_dict.json` or `state.json`), else data files;
-4. otherwise a hub dataset name.
+4. otherwise a hub dataset name; an unreachable Hub or offline mode (`HF_HUB_OFFLINE`) fails in seconds, in one line.
+
+A spec that looks like a local path ([`_looks_like_path`]) but does not exist is reported as "file not found".
 
 Splits ([`select_split`]): a split-less dataset (a file, an alias without `test_size`) serves whatever split is asked
 for; a dataset with named splits must hold the split asked for, unless it has exactly one.
@@ -22,6 +24,7 @@ import difflib
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +52,7 @@ __all__ = [
     "default_reward_names",
     "describe_dataset_source",
     "check_quantization_available",
+    "concise_errors",
     "describe_model_source",
     "load_dataset_source",
     "load_model",
@@ -67,6 +71,19 @@ class CLIError(ValueError):
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Keeps the description's line breaks and shows each option's default."""
+
+
+def concise_errors(parser: argparse.ArgumentParser, usage: str) -> argparse.ArgumentParser:
+    """Give `parser` a one-line `usage` and make its errors print that line, the message and a hint to `--help`,
+    instead of argparse's usage, which lists every option (hundreds of lines for `trl-passk grpo`)."""
+    parser.usage = usage
+
+    def error(message: str):
+        parser.print_usage(sys.stderr)
+        parser.exit(2, f"{parser.prog}: error: {message}\nRun `{parser.prog} --help` for the options.\n")
+
+    parser.error = error
+    return parser
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -247,6 +264,67 @@ def _is_saved_dataset(path: Path) -> bool:
     return (path / "dataset_dict.json").exists() or (path / "state.json").exists()
 
 
+def _looks_like_path(source: str) -> bool:
+    """A spec the user meant as a local path: it starts with `.`, `/` or `~`, has a data-file suffix, has more than one
+    `/` (hub names have at most one), or its parent directory exists here."""
+    path = Path(source).expanduser()
+    return (
+        source.startswith((".", "/", "~"))
+        or path.suffix.lower() in DATA_FILE_BUILDERS
+        or source.count("/") > 1
+        or (len(path.parts) > 1 and path.parent.is_dir())
+    )
+
+
+def _hub_offline() -> bool:
+    """Whether offline mode (`HF_HUB_OFFLINE`, as `datasets` read it at import) forbids hub downloads."""
+    import datasets
+
+    return bool(datasets.config.HF_HUB_OFFLINE)
+
+
+def _check_hub_reachable(source: str) -> None:
+    """Fail in seconds, with one line, when the Hub's host cannot be reached, instead of letting `datasets` retry with
+    back-off for over a minute. Skipped behind a proxy (a direct connection says nothing there)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=5).close()
+    except OSError as error:
+        raise CLIError(
+            f"hub dataset {source!r}: cannot reach {constants.ENDPOINT} ({error.strerror or error}). If this machine "
+            "is offline, set HF_HUB_OFFLINE=1 to use datasets already in the local cache, or pass a local path."
+        ) from None
+
+
+def _load_hub_dataset(source: str, config: str | None):
+    """`datasets.load_dataset(source, config)` with its network failures as one-line [`CLIError`]s."""
+    import datasets
+
+    offline = _hub_offline()
+    if not offline:
+        _check_hub_reachable(source)
+    try:
+        return datasets.load_dataset(source, config)
+    except ConnectionError as error:
+        if offline:
+            raise CLIError(
+                f"hub dataset {source!r} is not in the local cache, and offline mode (HF_HUB_OFFLINE=1) forbids "
+                "downloading it: unset HF_HUB_OFFLINE to download it once, or pass a local path."
+            ) from None
+        raise CLIError(f"hub dataset {source!r}: {error}") from None
+    except datasets.exceptions.DatasetNotFoundError as error:
+        raise CLIError(
+            f"hub dataset {source!r} not found (or private: log in with `hf auth login`): {error}"
+        ) from None
+
+
 def describe_dataset_source(source: str | None, config: str | None = None) -> str:
     """Check that `source` is well formed, without loading anything; return what it is (raises [`CLIError`])."""
     if not source:
@@ -262,8 +340,8 @@ def describe_dataset_source(source: str | None, config: str | None = None) -> st
         if path.is_file() and path.suffix.lower() not in DATA_FILE_BUILDERS:
             raise CLIError(f"{source!r}: local files must be one of {sorted(DATA_FILE_BUILDERS)}.")
         return f"local {'file' if path.is_file() else 'directory'} {path}"
-    if source.startswith((".", "/", "~")) or Path(source).suffix.lower() in DATA_FILE_BUILDERS:
-        raise CLIError(f"{source!r} looks like a local path but does not exist.")
+    if _looks_like_path(source):
+        raise CLIError(f"file not found: {source} (looked for {path.absolute()})")
     if not _HUB_NAME_RE.match(source):
         raise CLIError(f"{source!r} is neither an existing local path nor a hub name like 'openai/gsm8k'.")
     return f"hub dataset {source!r}" + (f" (config {config!r})" if config else "")
@@ -288,7 +366,7 @@ def load_dataset_source(source: str, config: str | None = None, system_prompt: s
         return (
             datasets.load_from_disk(str(path)) if _is_saved_dataset(path) else datasets.load_dataset(str(path), config)
         )
-    return datasets.load_dataset(source, config)  # the hub: fails offline
+    return _load_hub_dataset(source, config)
 
 
 def select_split(dataset, split: str, option: str):

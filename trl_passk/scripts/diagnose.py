@@ -30,6 +30,7 @@ from .common import (
     ModelArguments,
     RewardArguments,
     check_quantization_available,
+    concise_errors,
     describe_model_source,
     parse_dataclasses,
 )
@@ -37,6 +38,7 @@ from .common import (
 __all__ = ["DiagnoseArguments", "main", "make_parser"]
 
 DESCRIPTION = __doc__.split("\n\n", 1)[1]
+USAGE = "%(prog)s --model_name_or_path MODEL --dataset DATA --output_dir DIR [--OPTION VALUE ...]"
 
 
 @dataclass
@@ -74,23 +76,26 @@ def make_parser(subparsers=None, prog: str | None = None) -> TrlParser:
     `diagnose` sub-command of `subparsers` (created with `parser_class=TrlParser`, as TRL's CLI does)."""
     kwargs = {"description": DESCRIPTION, "formatter_class": HelpFormatter}
     if subparsers is not None:
-        return subparsers.add_parser(
+        parser = subparsers.add_parser(
             "diagnose", help="score prompt interference of a dataset", dataclass_types=DATACLASSES, **kwargs
         )
-    return TrlParser(DATACLASSES, prog=prog or "trl-passk diagnose", **kwargs)
+    else:
+        parser = TrlParser(DATACLASSES, prog=prog or "trl-passk diagnose", **kwargs)
+    return concise_errors(parser, USAGE)
 
 
 def main(argv: list[str] | None = None) -> int:
     """`trl-passk diagnose`; returns the exit status."""
-    from ..diagnose import diagnose_prompts
-    from ..evaluation import check_dataset
-    from .common import default_reward_names, load_model, load_problems, resolve_rewards
-
     parser = make_parser()
     try:
         model_args, data_args, reward_args, args = parse_dataclasses(parser, sys.argv[1:] if argv is None else argv)
     except CLIError as error:
         parser.error(str(error))
+    # After parsing, so that --help loads neither torch nor transformers.
+    from ..diagnose import diagnose_prompts
+    from ..evaluation import check_dataset
+    from .common import default_reward_names, load_model, load_problems, resolve_rewards
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     # ---- validate everything before loading the model

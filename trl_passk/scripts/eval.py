@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 from trl import TrlParser
 
-from ..evaluation import METRICS_CSV, METRICS_JSON, PLOT_FILE, SAMPLES_FILE, parse_ks
 from .common import (
     CLIError,
     DatasetArguments,
@@ -28,6 +27,7 @@ from .common import (
     ModelArguments,
     RewardArguments,
     check_quantization_available,
+    concise_errors,
     describe_model_source,
     parse_dataclasses,
 )
@@ -35,6 +35,10 @@ from .common import (
 __all__ = ["EvalArguments", "main", "make_parser"]
 
 DESCRIPTION = __doc__.split("\n\n", 1)[1]
+USAGE = (
+    "%(prog)s --model_name_or_path MODEL --dataset DATA --output_dir DIR [--OPTION VALUE ...]\n"
+    "       %(prog)s --compare DIR [DIR ...] -o PLOT.png"
+)
 
 
 @dataclass
@@ -74,17 +78,16 @@ def make_parser(subparsers=None, prog: str | None = None) -> TrlParser:
     `eval` sub-command of `subparsers` (created with `parser_class=TrlParser`, as TRL's CLI does)."""
     kwargs = {"description": DESCRIPTION, "formatter_class": HelpFormatter}
     if subparsers is not None:
-        return subparsers.add_parser(
+        parser = subparsers.add_parser(
             "eval", help="pass@k curves with confidence intervals", dataclass_types=DATACLASSES, **kwargs
         )
-    return TrlParser(DATACLASSES, prog=prog or "trl-passk eval", **kwargs)
+    else:
+        parser = TrlParser(DATACLASSES, prog=prog or "trl-passk eval", **kwargs)
+    return concise_errors(parser, USAGE)
 
 
 def main(argv: list[str] | None = None) -> int:
     """`trl-passk eval`: evaluate one model (`--model_name_or_path`) or overlay finished runs (`--compare`)."""
-    from ..evaluation import check_dataset, compare_runs, evaluate_pass_at_k
-    from .common import default_reward_names, load_model, load_problems, resolve_rewards
-
     parser = make_parser()
     try:
         model_args, data_args, reward_args, eval_args = parse_dataclasses(
@@ -92,6 +95,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     except CLIError as error:
         parser.error(str(error))
+    # After parsing, so that --help loads neither torch nor transformers.
+    from ..evaluation import (
+        METRICS_CSV,
+        METRICS_JSON,
+        PLOT_FILE,
+        SAMPLES_FILE,
+        check_dataset,
+        compare_runs,
+        evaluate_pass_at_k,
+        parse_ks,
+    )
+    from .common import default_reward_names, load_model, load_problems, resolve_rewards
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     # ---- overlay finished runs: no model

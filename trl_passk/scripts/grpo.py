@@ -19,6 +19,7 @@ first), save the model, `trainer_state.json`, `metrics.json` and optionally `tra
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
@@ -29,17 +30,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trl import ModelConfig, ScriptArguments, TrlParser
-
-from trl_passk import PassKGRPOConfig  # through the package: runs the TRL version check
+from trl import ModelConfig, ScriptArguments, TrlParser  # the parser and these dataclasses load without TRL's trainer
 
 from ..data import ANSWER_FORMATS
-from ..evaluation import parse_ks
 from .common import (
     CLIError,
     check_quantization_available,
+    concise_errors,
     default_reward_names,
     describe_dataset_source,
     describe_model_source,
@@ -48,7 +47,20 @@ from .common import (
     resolve_rewards,
 )
 
-__all__ = ["GRPOScriptArguments", "find_existing_run", "load_data", "main", "make_parser", "parse_args", "train"]
+if TYPE_CHECKING:
+    from trl_passk import PassKGRPOConfig
+
+__all__ = [
+    "GRPOScriptArguments",
+    "dataclass_types",
+    "find_existing_run",
+    "load_data",
+    "main",
+    "make_parser",
+    "parse_args",
+    "short_help",
+    "train",
+]
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"
@@ -152,23 +164,110 @@ class GRPOScriptArguments(ScriptArguments):
 
     def parsed_eval_ks(self) -> list[int]:
         """`eval_ks` as a sorted list of k values, each `<= eval_n` (raises [`CLIError`])."""
+        from ..evaluation import parse_ks
+
         try:
             return parse_ks(self.eval_ks, self.eval_n)
         except ValueError as error:
             raise CLIError(f"eval_ks={self.eval_ks!r} with eval_n={self.eval_n}: {error}") from None
 
 
-DATACLASSES = (GRPOScriptArguments, PassKGRPOConfig, ModelConfig)
+USAGE = "%(prog)s --config RECIPE.yaml [--dry-run] [--OPTION VALUE ...]"
+CONFIG_HELP = (
+    "YAML recipe: one file fills every option (keys are the option names below and in --help-all); command-line "
+    "flags override it. Examples in recipes/."
+)
+
+
+def dataclass_types() -> tuple:
+    """(`GRPOScriptArguments`, `PassKGRPOConfig`, `ModelConfig`): what one recipe fills. Importing `PassKGRPOConfig`
+    loads TRL's trainer stack (torch, transformers), so it happens here, not when this module is imported."""
+    from trl_passk import PassKGRPOConfig  # through the package: runs the TRL version check
+
+    return (GRPOScriptArguments, PassKGRPOConfig, ModelConfig)
 
 
 def make_parser(subparsers=None, prog: str | None = None) -> TrlParser:
     """Parser over (`GRPOScriptArguments`, `PassKGRPOConfig`, `ModelConfig`); standalone, or registered as the `grpo`
-    sub-command of `subparsers` (which must be created with `parser_class=TrlParser`, as TRL's CLI does)."""
+    sub-command of `subparsers` (which must be created with `parser_class=TrlParser`, as TRL's CLI does). Its help is
+    the full list (`--help-all`); errors print a one-line usage, the message and a hint, not the list."""
     if subparsers is not None:
-        return subparsers.add_parser(
-            "grpo", help="Train with PassKGRPOTrainer from a recipe", dataclass_types=DATACLASSES
+        parser = subparsers.add_parser(
+            "grpo", help="Train with PassKGRPOTrainer from a recipe", dataclass_types=dataclass_types()
         )
-    return TrlParser(DATACLASSES, prog=prog or "trl-passk grpo")
+    else:
+        parser = TrlParser(dataclass_types(), prog=prog or "trl-passk grpo")
+    # TrlParser reads --config itself, before argparse; declared here only so that the help lists it.
+    action = parser.add_argument("--config", metavar="RECIPE.yaml", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    # ... and first, after -h (argparse has no public way to place an option within its group).
+    parser._optionals._group_actions.remove(action)
+    parser._optionals._group_actions.insert(1, action)
+    for other in parser._optionals._group_actions:
+        if "--help" in other.option_strings:  # `main` answers --help with the short page, --help-all with this one
+            other.help = "show the short help page; --help-all shows this one"
+    return concise_errors(parser, USAGE)
+
+
+def _add_field_options(group, dataclass_type, skip=()) -> None:
+    """One help entry per field of `dataclass_type` (name, choices or type, help text, default), for display only."""
+    for f in dataclasses.fields(dataclass_type):
+        if f.name in skip or f.name.startswith("_"):
+            continue
+        choices = f.metadata.get("choices")
+        if choices:
+            metavar = "{" + ",".join(map(str, choices)) + "}"
+        elif f.type in ("bool", bool):
+            metavar = "[true|false]"
+        else:
+            metavar = f.name.upper()
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        help_text = f.metadata.get("help", "").replace("%", "%%")
+        group.add_argument(f"--{f.name}", metavar=metavar, default=default, help=help_text)
+
+
+class _ShortHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one (not `None`, not for flags)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or (action.default is False and not action.metavar):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def short_help(prog: str = "trl-passk grpo") -> str:
+    """The `--help` page: the recipe options, the pass@k objective, data/rewards/evaluation; TRL's and transformers'
+    fields only by name (`--help-all` lists them). Builds no TRL config, so it loads neither torch's trainer stack nor
+    transformers."""
+    from ..passk_fields import PassKFields
+
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        usage=USAGE,
+        add_help=False,
+        formatter_class=_ShortHelpFormatter,
+        description="Train with PassKGRPOTrainer from a YAML recipe, like `trl grpo`. Run with --dry-run first: it "
+        "checks the recipe, model id, dataset source and rewards without loading anything.",
+        epilog="Also accepted, in the recipe or as flags: every field of trl.ModelConfig (model, LoRA, 4-bit: "
+        "--model_name_or_path, --use_peft, --lora_r, --load_in_4bit, ...) and of trl.GRPOConfig / transformers' "
+        "TrainingArguments (--num_generations, --learning_rate, --max_steps, --output_dir, --bf16, ...): "
+        f"`{prog} --help-all` lists all of them.",
+    )
+    recipe = parser.add_argument_group("recipe")
+    recipe.add_argument("--config", metavar="RECIPE.yaml", help=CONFIG_HELP)
+    script_fields = {f.name: f for f in dataclasses.fields(GRPOScriptArguments)}
+    recipe.add_argument("--dry-run", action="store_true", help=script_fields["dry_run"].metadata["help"])
+    recipe.add_argument(
+        "--resume", metavar="[true|false]", default=False, help=script_fields["resume"].metadata["help"]
+    )
+    recipe.add_argument("-h", "--help", action="store_true", help="Show this page.")
+    recipe.add_argument("--help-all", action="store_true", help="Show every option (about 1,500 lines).")
+    _add_field_options(parser.add_argument_group("pass@k objective (PassKGRPOConfig)"), PassKFields)
+    _add_field_options(
+        parser.add_argument_group("data, rewards and the before/after evaluation (GRPOScriptArguments)"),
+        GRPOScriptArguments,
+        skip={"dry_run", "resume"},
+    )
+    return parser.format_help()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -318,8 +417,12 @@ def resolved_configuration(script_args, training_args, model_args, summary: dict
     """YAML text of the resolved configuration: script and model arguments, pass@k fields, changed trainer fields."""
     import yaml
 
+    from trl_passk import PassKGRPOConfig
+
+    from ..passk_fields import PassKFields
+
     defaults = PassKGRPOConfig(output_dir=training_args.output_dir, bf16=False).to_dict()
-    passk_fields = [f.name for f in dataclasses.fields(PassKGRPOConfig) if f.name in PassKGRPOConfig.__annotations__]
+    passk_fields = [f.name for f in dataclasses.fields(PassKFields)]
     trainer = training_args.to_dict()
     sections = {
         "resolved": summary,
@@ -623,6 +726,13 @@ def train(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, mode
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `trl-passk grpo`; returns the exit status (2 for configuration errors)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--help-all" in argv:
+        make_parser().print_help()
+        return 0
+    if "-h" in argv or "--help" in argv:
+        print(short_help(), end="")
+        return 0
     try:
         script_args, training_args, model_args, notes = parse_args(argv)
         summary = validate(script_args, training_args, model_args)
