@@ -18,7 +18,7 @@ import os
 import textwrap
 
 import torch
-from accelerate.utils import gather_object
+from accelerate.utils import gather, gather_object
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
@@ -33,6 +33,7 @@ from .interference import (
     pass1_gradient,
 )
 from .objective import PassKStep, passk_step
+from .rewards import GuardedReward
 
 __all__ = ["PassKGRPOTrainer", "reward_func_name"]
 
@@ -150,8 +151,15 @@ class PassKGRPOTrainer(GRPOTrainer):
             )
         self._success_index = 0 if args.success_reward is None else names.index(args.success_reward)
         self._gathered_rewards: torch.Tensor | None = None
+        self._gathered_failed: torch.Tensor | None = None
         self.last_passk_step: PassKStep | None = None
         super().__init__(model, reward_funcs, args, *pargs, **kwargs)
+        # Every plain reward function behind a guard: an exception, a killed worker or (with reward_timeout) a hang
+        # fails its completions (0.0, counted in rewards/failed_frac) instead of the run. TRL named them already.
+        self.reward_funcs = [
+            GuardedReward(func, name, timeout=args.reward_timeout) if _is_plain_function(func) else func
+            for func, name in zip(self.reward_funcs, self.reward_func_names)
+        ]
         self._passk_generator = torch.Generator()
         self._interference_calls = 0
         self.interference_memory = InterferenceMemory()
@@ -178,12 +186,18 @@ class PassKGRPOTrainer(GRPOTrainer):
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._gathered_rewards = rewards_per_func
+        failed = torch.zeros(len(prompts), len(self.reward_funcs), device=rewards_per_func.device)  # (N_local, F)
+        for j, func in enumerate(self.reward_funcs):
+            if isinstance(func, GuardedReward) and func.failures:
+                failed[func.failures, j] = 1.0
+        self._gathered_failed = gather(failed).bool()  # (N_global, F)
         return rewards_per_func
 
     # Why: TRL computes advantages inline in this method; we let it run, then replace its output's advantages.
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
         rewards_per_func, self._gathered_rewards = self._gathered_rewards, None
+        failed, self._gathered_failed = self._gathered_failed, None
         mode = "train" if self.model.training else "eval"
         num_generations = self.num_generations if mode == "train" else self.num_generations_eval
         max_steps = max(self.state.max_steps, 1)
@@ -208,10 +222,13 @@ class PassKGRPOTrainer(GRPOTrainer):
             exceeding_passk_coef=args.exceeding_passk_coef,
             log_ks=args.passk_log_ks,
             generator=self._passk_generator,
+            failed=None if failed is None else failed[:, self._success_index],
         )
         self.last_passk_step = step
         for name, value in step.metrics.items():
             self._metrics[mode][name].append(value)
+        if failed is not None:
+            self._metrics[mode]["rewards/failed_frac"].append(failed.any(dim=1).float().mean().item())
 
         advantages = step.advantages
         if mode == "train" and self.args.interference != "off":
@@ -301,6 +318,15 @@ class PassKGRPOTrainer(GRPOTrainer):
         if self.accelerator.num_processes > 1:
             sketches = self.accelerator.reduce(sketches, reduction="sum")
         return sketches
+
+
+def _is_plain_function(func) -> bool:
+    """A synchronous reward callable (what `GuardedReward` wraps): not a reward model, not an async function."""
+    import inspect
+
+    if isinstance(func, torch.nn.Module) or not callable(func):
+        return False
+    return not (inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__))
 
 
 @contextlib.contextmanager
