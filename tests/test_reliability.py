@@ -5,6 +5,7 @@ docs/reliability.md lists each fault, what happens, and the test here that shows
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -139,3 +140,133 @@ def test_reward_that_always_hangs_stops_with_a_clear_message():
 def test_reward_timeout_is_validated():
     with pytest.raises(ValueError, match="reward_timeout=0"):
         PassKGRPOConfig("unused", reward_timeout=0, use_cpu=True, bf16=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Interruptions (Ctrl-C, SIGTERM, SIGKILL) through the command line, and exact resume
+
+# Rewards for the command-line runs: importable as `cli_rewards:<name>` with tests/scripts on sys.path.
+SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
+
+
+def _recipe(tmp_path, model, out, **overrides):
+    from test_cli import write_recipe
+
+    return write_recipe(tmp_path / "r.yaml", model, out, **overrides)
+
+
+def _cli(capsys, *argv):
+    from trl_passk.cli import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_signal_before_training_says_nothing_saved_then_resume_starts_over(
+    capsys, tmp_path, tiny_model_path, monkeypatch, signal_name
+):
+    """Issue 21 items 5-6: a signal during the before-training evaluation; SIGTERM is handled like Ctrl-C."""
+    import signal
+
+    monkeypatch.syspath_prepend(SCRIPTS)
+    monkeypatch.setenv("TRL_PASSK_TEST_SIGNAL", str(int(getattr(signal, signal_name))))
+    monkeypatch.setenv("TRL_PASSK_TEST_SIGNAL_AT", "eval")
+    out = tmp_path / "out"
+    recipe = _recipe(
+        tmp_path, tiny_model_path, out, reward_funcs=["cli_rewards:parity_reward_signalled"], eval_before_after=True
+    )
+    recipe.write_text(recipe.read_text() + 'eval_n: 2\neval_ks: "1,2"\neval_max_problems: 1\n')
+    code, _, err = _cli(capsys, "grpo", "--config", str(recipe))
+    assert code == (143 if signal_name == "SIGTERM" else 130)
+    cause = "SIGTERM" if signal_name == "SIGTERM" else "interrupted"
+    assert f"[trl-passk] {cause}: nothing was saved (training had not started: before training)." in err
+    assert "there is no checkpoint to continue from: --resume true (or the same command) starts from step 0" in err
+    assert "Continue with --resume true (from the last" not in err
+    monkeypatch.delenv("TRL_PASSK_TEST_SIGNAL")
+    code, stdout, err = _cli(capsys, "grpo", "--config", str(recipe), "--resume", "true")
+    assert code == 0, err
+    notes = [line for line in stdout.splitlines() if "--resume true: no complete checkpoint" in line]
+    assert notes == [
+        f"[trl-passk] --resume true: no complete checkpoint-* in {out}; nothing to resume, starting a "
+        "new run from step 0."
+    ]
+
+
+def test_sigterm_during_training_saves_and_names_the_checkpoint(capsys, tmp_path, tiny_model_path, monkeypatch):
+    import signal
+
+    monkeypatch.syspath_prepend(SCRIPTS)
+    monkeypatch.setenv("TRL_PASSK_TEST_SIGNAL", str(int(signal.SIGTERM)))
+    monkeypatch.setenv("TRL_PASSK_TEST_SIGNAL_AT", "3")  # while step 4's batch is scored
+    out = tmp_path / "out"
+    recipe = _recipe(
+        tmp_path, tiny_model_path, out, reward_funcs=["cli_rewards:parity_reward_signalled"], max_steps=4, save_steps=2
+    )
+    code, _, err = _cli(capsys, "grpo", "--config", str(recipe))
+    assert code == 143
+    assert f"[trl-passk] SIGTERM: saved the model/adapter of step 3 and metrics.json to {out}." in err
+    assert f"--resume true continues from {out / 'checkpoint-2'} (step 2); step 3 is trained again." in err
+    assert json.loads((out / "metrics.json").read_text())["status"] == "interrupted (SIGTERM)"
+
+
+def _grpo_subprocess(model, out, *extra, kill_at=None):
+    """`trl-passk grpo` in its own process (a SIGKILL must not take pytest down), on the tiny model: 4 steps, a
+    checkpoint every `save_steps`, LoRA, hybrid objective with k and lambda schedules, interference filter every 2nd
+    batch (so its schedule and memory must be restored too)."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, "-m", "trl_passk.cli", "grpo"]  # no recipe file: every setting on the command line
+    cmd += ["--model_name_or_path", model, "--output_dir", str(out), "--use_peft", "true", "--lora_r", "4"]
+    cmd += ["--lora_target_modules", "all-linear", "--dataset_name", "reasoning_gym:chain_sum?size=16&seed=0"]
+    cmd += ["--reward_funcs", "cli_rewards:parity_reward_killed_at", "--num_generations", "4"]
+    cmd += ["--per_device_train_batch_size", "16", "--max_completion_length", "6", "--max_steps", "4"]
+    cmd += ["--learning_rate", "1e-2", "--logging_steps", "1", "--use_cpu", "true", "--bf16", "false"]
+    cmd += ["--report_to", "none", "--seed", "42", "--objective", "hybrid", "--k", "2", "--k_schedule", "linear"]
+    cmd += ["--k_start", "4", "--hybrid_lambda_schedule", "linear", "--hybrid_lambda_start", "0.2"]
+    cmd += ["--interference", "filter", "--interference_every", "2", "--interference_sketch_dim", "64", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([root, SCRIPTS])}
+    env.pop("TRL_PASSK_TEST_KILL_AT", None)
+    if kill_at is not None:
+        env["TRL_PASSK_TEST_KILL_AT"] = str(kill_at)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _run_outputs(out):
+    from safetensors.torch import load_file
+
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    steps = {h["step"]: h for h in history if "loss" in h}
+    memory = json.loads((out / "interference_memory.json").read_text())
+    return load_file(out / "adapter_model.safetensors"), steps, memory
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_uninterrupted_run(tiny_model_path, tmp_path):
+    """Issue 18 item 1: SIGKILL after the checkpoint of step 1 (while step 2 is scored), `--resume true`: the same
+    adapter weights (bit for bit), `passk/*` and `interference/*` history, k/lambda schedule and interference memory
+    as an uninterrupted run with the same seed. Step 1 is odd, so the diagnostic's every-2nd-batch schedule only
+    matches when the checkpoint restores it (transformers does not)."""
+    full = _grpo_subprocess(tiny_model_path, tmp_path / "full", "--save_steps", "1")
+    assert full.returncode == 0, full.stderr[-3000:]
+    killed = _grpo_subprocess(tiny_model_path, tmp_path / "b", "--save_steps", "1", kill_at=1)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert (tmp_path / "b" / "checkpoint-1" / "trl_passk_state.json").is_file()
+    resumed = _grpo_subprocess(tiny_model_path, tmp_path / "b", "--save_steps", "1", "--resume", "true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout + resumed.stderr
+
+    weights_a, steps_a, memory_a = _run_outputs(tmp_path / "full")
+    weights_b, steps_b, memory_b = _run_outputs(tmp_path / "b")
+    assert weights_a.keys() == weights_b.keys()
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name
+    assert sorted(steps_a) == sorted(steps_b) == [1, 2, 3, 4]
+    for step in steps_a:
+        keys = [k for k in steps_a[step] if k.startswith(("passk/", "interference/")) or k in ("loss", "reward")]
+        assert {k: steps_a[step][k] for k in keys} == {k: steps_b[step].get(k) for k in keys}, step
+    assert [steps_a[s]["passk/k"] for s in (1, 2, 3, 4)] == [4.0, 3.0, 2.0, 2.0]  # the k schedule ran
+    assert memory_a == memory_b and memory_a

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import shutil
 import textwrap
 
 import torch
@@ -35,13 +37,28 @@ from .interference import (
 from .objective import PassKStep, passk_step
 from .rewards import GuardedReward
 
-__all__ = ["PassKGRPOTrainer", "reward_func_name"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PASSK_STATE_FILE",
+    "CheckpointSaveError",
+    "PassKGRPOTrainer",
+    "is_complete_checkpoint",
+    "last_complete_checkpoint",
+    "reward_func_name",
+]
+
+# What a checkpoint carries for this package, next to TRL's files: the interference schedule and memory.
+PASSK_STATE_FILE = "trl_passk_state.json"
 
 # The seam: the two GRPOTrainer methods wrapped below, with the parameters they have had from TRL 1.0 to 1.16. A TRL
 # that changes them would break the override silently, so check once, at import.
 _SEAM = {
     "_calculate_rewards": ("self", "inputs", "prompts", "completions", "completion_ids_list"),
     "_generate_and_score_completions": ("self", "inputs"),
+    # transformers.Trainer: what a checkpoint holds, and restoring it
+    "_save_checkpoint": ("self", "model", "trial"),
+    "_load_rng_state": ("self", "checkpoint"),
 }
 
 
@@ -176,6 +193,72 @@ class PassKGRPOTrainer(GRPOTrainer):
             if os.path.exists(self._memory_path):
                 self.interference_memory = InterferenceMemory.load(self._memory_path)
             self.add_callback(_SaveInterferenceMemory(self))
+
+    # Why: a checkpoint must carry what TRL does not save (the interference schedule and memory), and a save that fails
+    # (disk full, read-only directory) must not leave a half-written checkpoint that a resume would pick.
+    def _save_checkpoint(self, model, trial):
+        run_dir = self._get_output_dir(trial=trial)
+        folder = os.path.join(run_dir, f"checkpoint-{self.state.global_step}")
+        existed = os.path.isdir(folder)
+        try:
+            if (
+                self.args.should_save
+            ):  # written first: trainer_state.json, TRL's last file, marks a complete checkpoint
+                os.makedirs(folder, exist_ok=True)
+                state = {
+                    "global_step": self.state.global_step,
+                    "interference_calls": self._interference_calls,
+                    "interference_memory": self.interference_memory.entries,
+                }
+                with open(os.path.join(folder, PASSK_STATE_FILE), "w") as f:
+                    json.dump(state, f)
+            super()._save_checkpoint(model, trial)
+        except BaseException as error:
+            if self.args.should_save and not existed:
+                shutil.rmtree(folder, ignore_errors=True)
+            if not isinstance(error, Exception):  # Ctrl-C / SIGTERM while saving: no half-written checkpoint either
+                raise
+            previous = last_complete_checkpoint(run_dir)
+            kept = (
+                f"The previous checkpoint {previous} is intact: fix the cause, then continue from it with "
+                f"--resume true (or resume_from_checkpoint={previous!r})."
+                if previous
+                else "There is no earlier checkpoint: fix the cause and start again."
+            )
+            raise CheckpointSaveError(
+                f"saving checkpoint {folder} failed ({type(error).__name__}: {error}); the partial copy was removed. "
+                + kept
+            ) from error
+
+    # Why: transformers restores its RNG streams here on resume; this restores ours (the interference schedule and
+    # memory) from the same checkpoint, so that a resumed run continues exactly like an uninterrupted one.
+    def _load_rng_state(self, checkpoint):
+        super()._load_rng_state(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, PASSK_STATE_FILE)
+        if not os.path.exists(path):
+            if self.args.interference != "off":
+                logger.warning(
+                    f"{path} is missing (a checkpoint written by an older trl_passk): the interference memory comes "
+                    f"from {self._memory_path} and the diagnostic schedule restarts; the run is not an exact resume."
+                )
+            return
+        try:
+            with open(path) as f:
+                state = json.load(f)
+            calls, entries = int(state["interference_calls"]), state["interference_memory"]
+            if not isinstance(entries, dict):
+                raise TypeError("interference_memory is not an object")
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{path} is corrupt ({type(error).__name__}: {error}); it holds the interference schedule and memory "
+                f"of this checkpoint. Resume from an earlier checkpoint (resume_from_checkpoint=...), or delete this "
+                "file to resume with the memory in output_dir and a restarted diagnostic schedule (not exact)."
+            ) from None
+        self._interference_calls = calls
+        self.interference_memory = InterferenceMemory()
+        self.interference_memory.entries = entries
 
     @property
     def _passk_seed(self) -> int:
@@ -318,6 +401,29 @@ class PassKGRPOTrainer(GRPOTrainer):
         if self.accelerator.num_processes > 1:
             sketches = self.accelerator.reduce(sketches, reduction="sum")
         return sketches
+
+
+class CheckpointSaveError(RuntimeError):
+    """Saving a checkpoint failed; the partial copy was removed and the previous checkpoint is intact."""
+
+
+def is_complete_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether a `checkpoint-*` directory was written to the end: transformers writes `trainer_state.json` last."""
+    return os.path.isfile(os.path.join(path, "trainer_state.json"))
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The `checkpoint-<step>` directory of `output_dir` with the highest step that is complete, or `None`."""
+    import re
+
+    if not os.path.isdir(output_dir):
+        return None
+    steps = []
+    for name in os.listdir(output_dir):
+        match = re.fullmatch(r"checkpoint-(\d+)", name)
+        if match and is_complete_checkpoint(os.path.join(output_dir, name)):
+            steps.append(int(match.group(1)))
+    return os.path.join(str(output_dir), f"checkpoint-{max(steps)}") if steps else None
 
 
 def _is_plain_function(func) -> bool:
