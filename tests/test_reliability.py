@@ -270,3 +270,97 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tiny_model_path, tmp_path)
         assert {k: steps_a[step][k] for k in keys} == {k: steps_b[step].get(k) for k in keys}, step
     assert [steps_a[s]["passk/k"] for s in (1, 2, 3, 4)] == [4.0, 3.0, 2.0, 2.0]  # the k schedule ran
     assert memory_a == memory_b and memory_a
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Disk and files
+
+FULL_DISK_SCRIPT = """
+import resource, signal, sys
+sys.path.insert(0, sys.argv[3])
+from conftest import TINY_TRAIN_ARGS, make_prompt_dataset, odd_a_reward
+from transformers import TrainerCallback
+from trl_passk import PassKGRPOConfig, PassKGRPOTrainer
+from trl_passk.trainer import CheckpointSaveError
+
+class FillDisk(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):  # before step 2's checkpoint is written
+        if state.global_step == 2:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, like ENOSPC
+            resource.setrlimit(resource.RLIMIT_FSIZE, (2000, resource.RLIM_INFINITY))
+
+def trainer(**kw):
+    args = PassKGRPOConfig(sys.argv[2], **{**TINY_TRAIN_ARGS, "save_strategy": "steps", "save_steps": 1, **kw})
+    return PassKGRPOTrainer(sys.argv[1], odd_a_reward, args=args, train_dataset=make_prompt_dataset(16))
+
+t = trainer(objective="hybrid", k=2, interference="diagnose", interference_sketch_dim=16)
+t.add_callback(FillDisk())
+try:
+    t.train()
+except CheckpointSaveError as error:
+    print("ERROR:", error)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+t = trainer(objective="hybrid", k=2, interference="diagnose", interference_sketch_dim=16)
+t.train(resume_from_checkpoint=True)
+print("RESUMED TO", t.state.global_step)
+"""
+
+
+@pytest.mark.slow
+def test_full_disk_at_checkpoint_keeps_the_previous_one(tiny_model_path, tmp_path):
+    """A checkpoint save that fails (file size limit: the write fails as on a full disk) removes its partial copy,
+    names the intact previous checkpoint, and a resume from it finishes the run."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    tests = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_SCRIPT, tiny_model_path, str(out), tests],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    error = next(line for line in result.stdout.splitlines() if line.startswith("ERROR:"))
+    assert f"saving checkpoint {out / 'checkpoint-2'} failed (OSError: [Errno 27] File too large" in error
+    assert f"The previous checkpoint {out / 'checkpoint-1'} is intact" in error and "--resume true" in error
+    assert "RESUMED TO 3" in result.stdout
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+
+
+def test_corrupt_interference_memory_is_named_not_reset(tiny_model_path, tmp_path):
+    (tmp_path / "interference_memory.json").write_text('{"What is 1 + 1?": {"flagged": tr')  # truncated
+    args = PassKGRPOConfig(str(tmp_path), **TINY_TRAIN_ARGS, objective="hybrid", interference="filter")
+    with pytest.raises(ValueError) as error:
+        PassKGRPOTrainer(tiny_model_path, odd_a_reward, args=args, train_dataset=make_prompt_dataset(16))
+    message = str(error.value)
+    assert str(tmp_path / "interference_memory.json") in message and "corrupt or truncated" in message
+    assert "delete the file" in message and "Nothing was reset" in message
+
+
+def test_corrupt_checkpoint_state_is_named(tiny_model_path, tmp_path):
+    kw = dict(TINY_TRAIN_ARGS, max_steps=1, save_strategy="steps", save_steps=1, objective="hybrid", k=2)
+    _train(tiny_model_path, tmp_path, [odd_a_reward], **kw)
+    state = tmp_path / "checkpoint-1" / "trl_passk_state.json"
+    state.write_text(state.read_text()[:10])
+    args = PassKGRPOConfig(str(tmp_path), **{**kw, "max_steps": 2})
+    trainer = PassKGRPOTrainer(tiny_model_path, odd_a_reward, args=args, train_dataset=make_prompt_dataset(16))
+    with pytest.raises(ValueError, match=r"trl_passk_state.json is corrupt .* Resume from an earlier checkpoint"):
+        trainer.train(resume_from_checkpoint=True)
+
+
+def test_corrupt_samples_line_is_named_torn_last_line_repaired(tmp_path):
+    from trl_passk.evaluation import load_samples
+
+    path = tmp_path / "samples.jsonl"
+    good = [json.dumps({"index": i, "samples": []}) + "\n" for i in range(3)]
+    path.write_text(good[0] + '{"index": 1, "sam\n' + good[2])
+    with pytest.raises(ValueError, match=r"samples.jsonl is corrupt at line 2 of 3 .* Nothing was dropped"):
+        load_samples(str(path), repair=True)
+    assert path.read_text() == good[0] + '{"index": 1, "sam\n' + good[2]  # untouched
+    path.write_text(good[0] + good[1] + '{"index": 2, "sa')  # torn by a crash mid-write
+    assert sorted(load_samples(str(path), repair=True)) == [0, 1]
+    assert path.read_text() == good[0] + good[1]
