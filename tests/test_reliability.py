@@ -364,3 +364,77 @@ def test_corrupt_samples_line_is_named_torn_last_line_repaired(tmp_path):
     path.write_text(good[0] + good[1] + '{"index": 2, "sa')  # torn by a crash mid-write
     assert sorted(load_samples(str(path), repair=True)) == [0, 1]
     assert path.read_text() == good[0] + good[1]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Bad data: what cannot work fails before the model loads, naming column, row and fix; what can is skipped and counted
+
+
+def solution_reward(completions, solution, **kwargs):
+    return [float(str(s) in str(c)) for c, s in zip(completions, solution)]
+
+
+def _check(rows, **kwargs):
+    from datasets import Dataset
+
+    from trl_passk.data import check_train_dataset
+
+    return check_train_dataset(Dataset.from_list(rows), **kwargs)
+
+
+def test_bad_rows_are_skipped_with_a_count(caplog):
+    caplog.set_level(logging.WARNING, logger="trl_passk")
+    rows = [{"prompt": f"q{i}", "solution": str(i)} for i in range(8)]
+    rows[1]["prompt"] = None
+    rows[2]["prompt"] = "  "
+    rows[3]["solution"] = ""
+    rows[5]["prompt"] = "q0"  # duplicate of row 0: kept, counted
+    checked = _check(rows, prompts_per_batch=2, required_columns=["solution"])
+    assert checked["prompt"] == ["q0", "q4", "q0", "q6", "q7"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        "skipped 3 of 8 rows: 2 with a missing or empty 'prompt' (rows 1, 2); 1 with an empty 'solution' (row 3)" in m
+        for m in messages
+    ), messages
+    assert any("1 row(s) repeat an earlier row's prompt (e.g. row 5 = row 0); kept" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    "rows,match",
+    [
+        ([{"question": "q"}], r"no 'prompt' column \(columns: \['question'\]\).*--prompt_column"),
+        ([{"prompt": ["not", "messages"]}], r"column 'prompt', row 0: a list .* text or a list of"),
+        ([{"prompt": None}, {"prompt": 7}], r"column 'prompt', row 1: a int \(7\)"),
+        ([{"prompt": "q", "solution": ["1"]}], r"'solution', row 0: the gold answer is a list"),
+        (
+            [{"prompt": f"q{i}"} for i in range(3)],
+            r"3 usable prompt\(s\) .* fewer than one generation batch takes \(4",
+        ),
+    ],
+)
+def test_bad_data_that_cannot_work_is_named(rows, match):
+    with pytest.raises(ValueError, match=match):
+        _check(rows, prompts_per_batch=4, required_columns=["solution"])
+
+
+def test_trainer_checks_data_before_loading_the_model(tmp_path):
+    from datasets import Dataset
+
+    args = PassKGRPOConfig(str(tmp_path), **TINY_TRAIN_ARGS)  # 16 rows per batch / G=4: 4 prompts per batch
+    small = Dataset.from_dict({"prompt": ["a", "b", None, ""], "solution": ["1", "2", "3", "4"]})
+    with pytest.raises(ValueError, match=r"2 usable prompt\(s\) \(4 rows, 2 skipped\)"):
+        PassKGRPOTrainer("no/such-model", solution_reward, args=args, train_dataset=small)
+
+
+def test_map_columns_keeps_missing_values_missing_and_names_non_text_answers():
+    from datasets import Dataset
+
+    from trl_passk.data import map_columns
+
+    ds = Dataset.from_list([{"question": "1+1?", "answer": "#### 2"}, {"question": None, "answer": None}])
+    assert map_columns(ds)["solution"] == ["2", ""] and map_columns(ds)["prompt"][1] is None
+    numbers = Dataset.from_list([{"question": "1+1?", "answer": 2}])
+    assert map_columns(numbers, answer_format="raw")["solution"] == ["2"]
+    lists = Dataset.from_list([{"question": "1+1?", "answer": ["2"]}])
+    with pytest.raises(ValueError, match=r"column 'answer', row 0: the answer is a list .* --answer_column"):
+        map_columns(lists)

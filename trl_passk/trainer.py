@@ -21,10 +21,12 @@ import textwrap
 
 import torch
 from accelerate.utils import gather, gather_object
+from datasets import Dataset
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from .config import PassKGRPOConfig, as_passk_config
+from .data import check_train_dataset
 from .embedded import is_embedded, resolve_model_path
 from .interference import (
     CountSketch,
@@ -35,7 +37,7 @@ from .interference import (
     pass1_gradient,
 )
 from .objective import PassKStep, passk_step
-from .rewards import GuardedReward
+from .rewards import GuardedReward, required_reward_columns
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +169,18 @@ class PassKGRPOTrainer(GRPOTrainer):
                 f"success_reward={args.success_reward!r} is not among the reward functions: {', '.join(names)}."
             )
         self._success_index = 0 if args.success_reward is None else names.index(args.success_reward)
+        # Bad rows are found now, before the model loads, not at step 500 (a clean dataset is passed on as is).
+        train_dataset = kwargs["train_dataset"] if "train_dataset" in kwargs else (pargs[0] if pargs else None)
+        if isinstance(train_dataset, Dataset):
+            checked = check_train_dataset(
+                train_dataset,
+                prompts_per_batch=max(1, (args.generation_batch_size or 0) // args.num_generations),
+                required_columns=[c for f in funcs if callable(f) for c in required_reward_columns(f)],
+            )
+            if "train_dataset" in kwargs:
+                kwargs["train_dataset"] = checked
+            else:
+                pargs = (checked, *pargs[1:])
         self._gathered_rewards: torch.Tensor | None = None
         self._gathered_failed: torch.Tensor | None = None
         self.last_passk_step: PassKStep | None = None

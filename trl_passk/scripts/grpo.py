@@ -594,6 +594,14 @@ def train(
             f"eval_before_after needs a held-out split {script_args.dataset_test_split!r} (splits: {list(dataset)}); "
             "set --dataset_test_split, or add test_size=N to a reasoning_gym: source."
         )
+    if eval_split is not None:  # held-out rows without a prompt or gold answer are skipped (and counted) too
+        from ..data import check_train_dataset
+
+        eval_split = check_train_dataset(
+            eval_split,
+            required_columns=[c for c in ("solution",) if c in eval_split.column_names],
+            name="held-out split",
+        )
     if eval_split is not None and script_args.eval_max_problems:
         eval_split = eval_split.select(range(min(script_args.eval_max_problems, eval_split.num_rows)))
 
