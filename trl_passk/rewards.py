@@ -499,8 +499,13 @@ class _Worker:
             self.ready = True
 
     def score(self, gold: str, answers: list[str | None], timeout: float) -> list[float | None]:
-        """Score `answers` against `gold`; each reply gets `timeout` seconds. Never raises."""
+        """Score `answers` against `gold`; each reply gets `timeout` seconds. Never raises.
+
+        A worker that dies (killed from outside, the OOM killer, a crash) is replaced and the unscored answers are
+        sent again, once: a second death in the same call fails the answer in flight ([`RewardFailure`]), or every
+        pending one when it happened while the gold was being parsed."""
         results: list[float | None] = []
+        retried = False
         while len(results) < len(answers):
             pending = answers[len(results) :]
             try:
@@ -515,6 +520,9 @@ class _Worker:
                     return results + [None] * len(pending)
             except _WorkerDied as error:  # killed from outside (or crashed) while parsing: not the gold's fault
                 failure = self._died(error)
+                if not retried:
+                    retried = True
+                    continue
                 return results + [failure] * len(pending)
             except Exception:  # the gold itself hangs: treat it as unparseable
                 self.restart()
@@ -523,8 +531,12 @@ class _Worker:
             for _ in pending:
                 try:
                     results.append(float(self._readline(timeout)["r"]))
-                except _WorkerDied as error:  # this sample is not scored: a failure, fresh worker for the rest
-                    results.append(self._died(error))
+                except _WorkerDied as error:  # fresh worker; this sample is sent again once, then it fails
+                    failure = self._died(error)
+                    if not retried:
+                        retried = True
+                    else:
+                        results.append(failure)
                     break
                 except Exception:  # late: this sample scores 0.0 (hostile input), fresh worker for the rest
                     results.append(0.0)

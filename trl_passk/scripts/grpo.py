@@ -72,8 +72,9 @@ class GRPOScriptArguments(ScriptArguments):
             Names in `trl_passk.rewards.REWARD_FUNCS` or dotted import paths. Defaults to `reasoning_gym_accuracy`
             for reasoning-gym sources and `math_accuracy` otherwise.
         resume (`bool`, *optional*, defaults to `False`):
-            Resume from the last `checkpoint-*` in `output_dir` when it holds a run; without it such a directory is
-            refused.
+            Resume from the last complete `checkpoint-*` in `output_dir` when it holds a run (one whose save was cut
+            short is skipped); with no checkpoint, one line says so and a new run starts. Without it such a directory
+            is refused.
         dry_run (`bool`, *optional*, defaults to `False`):
             Validate the recipe and print the resolved configuration; load no model and no dataset.
         eval_before_after, eval_n, eval_ks, eval_max_problems, eval_max_new_tokens, eval_temperature:
@@ -120,8 +121,9 @@ class GRPOScriptArguments(ScriptArguments):
     resume: bool = field(
         default=False,
         metadata={
-            "help": "When output_dir already holds a run, resume from its last checkpoint-* instead of refusing. "
-            "(--resume_from_checkpoint <dir> picks a checkpoint explicitly.)"
+            "help": "When output_dir already holds a run, resume from its last complete checkpoint-* instead of "
+            "refusing; with no checkpoint, say so and start a new run. (--resume_from_checkpoint <dir> picks a "
+            "checkpoint explicitly.)"
         },
     )
     dry_run: bool = field(
