@@ -169,6 +169,7 @@ def _cli(capsys, *argv):
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_signal_before_training_says_nothing_saved_then_resume_starts_over(
     capsys, tmp_path, tiny_model_path, monkeypatch, signal_name
@@ -200,6 +201,7 @@ def test_signal_before_training_says_nothing_saved_then_resume_starts_over(
     ]
 
 
+@pytest.mark.slow
 def test_sigterm_during_training_saves_and_names_the_checkpoint(capsys, tmp_path, tiny_model_path, monkeypatch):
     import signal
 
@@ -444,3 +446,17 @@ def test_map_columns_keeps_missing_values_missing_and_names_non_text_answers():
     lists = Dataset.from_list([{"question": "1+1?", "answer": ["2"]}])
     with pytest.raises(ValueError, match=r"column 'answer', row 0: the answer is a list .* --answer_column"):
         map_columns(lists)
+
+
+def test_checkpoints_inside_a_generation_cycle_are_flagged(tiny_model_path, tmp_path, caplog):
+    """TRL keeps a generation batch that lasts several steps in memory only: a checkpoint inside it cannot resume
+    exactly, and the trainer says so at start."""
+    caplog.set_level(logging.WARNING, logger="trl_passk")
+    kw = {**TINY_TRAIN_ARGS, "per_device_train_batch_size": 8, "steps_per_generation": 2, "save_strategy": "steps"}
+    args = PassKGRPOConfig(str(tmp_path), **{**kw, "save_steps": 3})
+    PassKGRPOTrainer(tiny_model_path, odd_a_reward, args=args, train_dataset=make_prompt_dataset(16))
+    assert any("save_steps=3 puts checkpoints inside a generation cycle" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    args = PassKGRPOConfig(str(tmp_path), **{**kw, "save_steps": 4})
+    PassKGRPOTrainer(tiny_model_path, odd_a_reward, args=args, train_dataset=make_prompt_dataset(16))
+    assert not any("generation cycle" in r.getMessage() for r in caplog.records)

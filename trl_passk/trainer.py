@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import textwrap
@@ -191,6 +192,14 @@ class PassKGRPOTrainer(GRPOTrainer):
             GuardedReward(func, name, timeout=args.reward_timeout) if _is_plain_function(func) else func
             for func, name in zip(self.reward_funcs, self.reward_func_names)
         ]
+        generate_every = args.steps_per_generation * args.num_iterations  # micro-steps one generation batch lasts
+        if args.save_strategy == "steps" and (args.save_steps * args.gradient_accumulation_steps) % generate_every:
+            logger.warning(
+                f"save_steps={args.save_steps} puts checkpoints inside a generation cycle (steps_per_generation="
+                f"{args.steps_per_generation}, num_iterations={args.num_iterations}): TRL keeps that batch in memory "
+                "only, so a resume generates a new one and is not an exact resume. Use a save_steps multiple of "
+                f"{generate_every // math.gcd(generate_every, args.gradient_accumulation_steps)} for exact resumes."
+            )
         self._passk_generator = torch.Generator()
         self._interference_calls = 0
         self.interference_memory = InterferenceMemory()
