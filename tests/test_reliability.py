@@ -460,3 +460,21 @@ def test_checkpoints_inside_a_generation_cycle_are_flagged(tiny_model_path, tmp_
     args = PassKGRPOConfig(str(tmp_path), **{**kw, "save_steps": 4})
     PassKGRPOTrainer(tiny_model_path, odd_a_reward, args=args, train_dataset=make_prompt_dataset(16))
     assert not any("generation cycle" in r.getMessage() for r in caplog.records)
+
+
+def test_golds_math_verify_cannot_parse_are_skipped_before_training(caplog):
+    from datasets import Dataset
+
+    from trl_passk.data import check_train_dataset
+
+    caplog.set_level(logging.WARNING, logger="trl_passk")
+    golds = ["2", "\\frac{1}{2}", "}{", "", "x^2+1", "?!"]
+    ds = Dataset.from_dict({"prompt": [f"q{i}" for i in range(6)], "solution": golds})
+    checked = check_train_dataset(
+        ds, required_columns=["solution"], unscorable={"solution": math_accuracy.unparseable_golds}
+    )
+    assert list(checked["solution"]) == ["2", "\\frac{1}{2}", "x^2+1"]
+    message = next(r.getMessage() for r in caplog.records if "skipped" in r.getMessage())
+    assert "skipped 3 of 6 rows: 1 with an empty 'solution' (row 3); 2 with a 'solution' the reward cannot parse" in (
+        message
+    ), message

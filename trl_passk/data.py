@@ -12,7 +12,7 @@ Dataset builders and formatters, all offline.
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -322,6 +322,7 @@ def check_train_dataset(
     prompts_per_batch: int = 1,
     required_columns: Sequence[str] = (),
     name: str = "train_dataset",
+    unscorable: dict[str, Callable[[list], list[int]]] | None = None,
 ) -> datasets.Dataset:
     """
     Find the rows a GRPO run cannot train on before any model loads, instead of failing at step 500.
@@ -332,6 +333,8 @@ def check_train_dataset(
     - Skips, with one warning giving the count and the first row indices, rows whose prompt or one of the
       `required_columns` (the reward functions' columns, e.g. `solution`) is missing, `None` or empty.
     - Counts, in a warning, prompts that repeat an earlier row's; they are kept (sampled more often).
+    - `unscorable` maps a column to a function returning the indices of its values a reward can never score (e.g.
+      `{"solution": math_accuracy.unparseable_golds}`): those rows are skipped and counted too.
 
     Returns `dataset` itself when no row is skipped, else the selection of the usable rows (same order). `name` is
     the dataset's name in messages.
@@ -384,6 +387,12 @@ def check_train_dataset(
                     f"({str(value)[:80]}), not text or a number. Convert the column to strings (dataset.map), or map "
                     "the answer column with --answer_column / --answer_format."
                 )
+    for column, find in (unscorable or {}).items():
+        if column in columns:
+            empty = {i for rows in skipped.values() for i in rows}
+            rows = [i for i in find(list(dataset[column])) if i not in empty]
+            if rows:
+                skipped[f"a {column!r} the reward cannot parse"] = rows
     bad = sorted({i for rows in skipped.values() for i in rows})
     usable = len(dataset) - len(bad)
     if usable < prompts_per_batch:

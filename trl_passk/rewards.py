@@ -719,6 +719,23 @@ class MathAccuracy:
     def _pool_size(self) -> int:
         return self.num_workers or min(os.cpu_count() or 1, 4)
 
+    def unparseable_golds(self, solution: list) -> list[int]:
+        """Indices of the gold answers math-verify cannot parse (or that are empty): rows this reward can never
+        score (it returns `None` for them). Each distinct gold is parsed once, in the worker pool.
+
+        Example:
+
+        ```python
+        >>> math_accuracy.unparseable_golds(["2", "", "1/2", "}{"])
+        [1, 3]
+
+        ```
+        """
+        distinct = list(dict.fromkeys("" if gold is None else str(gold) for gold in solution))
+        scores = self(completions=[""] * len(distinct), solution=distinct)  # no answer: None exactly when gold fails
+        bad = {gold for gold, score in zip(distinct, scores) if score is None}
+        return [i for i, gold in enumerate(solution) if ("" if gold is None else str(gold)) in bad]
+
     def __call__(self, completions: list, solution: list[str], **kwargs) -> list[float | None]:
         try:
             return self._score(completions, solution)

@@ -38,7 +38,7 @@ from .interference import (
     pass1_gradient,
 )
 from .objective import PassKStep, passk_step
-from .rewards import GuardedReward, required_reward_columns
+from .rewards import GuardedReward, MathAccuracy, required_reward_columns
 
 logger = logging.getLogger(__name__)
 
@@ -173,10 +173,13 @@ class PassKGRPOTrainer(GRPOTrainer):
         # Bad rows are found now, before the model loads, not at step 500 (a clean dataset is passed on as is).
         train_dataset = kwargs["train_dataset"] if "train_dataset" in kwargs else (pargs[0] if pargs else None)
         if isinstance(train_dataset, Dataset):
+            success_func = funcs[self._success_index]  # rows it can never score: a gold math-verify cannot parse
+            unscorable = {"solution": success_func.unparseable_golds} if isinstance(success_func, MathAccuracy) else {}
             checked = check_train_dataset(
                 train_dataset,
                 prompts_per_batch=max(1, (args.generation_batch_size or 0) // args.num_generations),
                 required_columns=[c for f in funcs if callable(f) for c in required_reward_columns(f)],
+                unscorable=unscorable,
             )
             if "train_dataset" in kwargs:
                 kwargs["train_dataset"] = checked
