@@ -478,3 +478,28 @@ def test_golds_math_verify_cannot_parse_are_skipped_before_training(caplog):
     assert "skipped 3 of 6 rows: 1 with an empty 'solution' (row 3); 2 with a 'solution' the reward cannot parse" in (
         message
     ), message
+
+
+def test_read_only_output_dir_at_checkpoint_keeps_the_previous_one(tiny_model_path, tmp_path, monkeypatch):
+    """The directory turns read-only (a remount, a quota) while step 2's checkpoint is written: simulated by failing the
+    optimizer file with EROFS, since tests run as root (permissions would not stop them)."""
+    import errno
+
+    from transformers import Trainer
+
+    from trl_passk.trainer import CheckpointSaveError
+
+    original = Trainer._save_optimizer_and_scheduler
+
+    def failing(self, output_dir):
+        if output_dir.endswith("checkpoint-2"):
+            raise OSError(errno.EROFS, "Read-only file system", output_dir)
+        return original(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", failing)
+    with pytest.raises(CheckpointSaveError) as error:
+        _train(tiny_model_path, tmp_path, [odd_a_reward], save_strategy="steps", save_steps=1, objective="hybrid", k=2)
+    message = str(error.value)
+    assert "Read-only file system" in message and "the partial copy was removed" in message
+    assert f"The previous checkpoint {tmp_path / 'checkpoint-1'} is intact" in message
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-1"]
