@@ -503,3 +503,14 @@ def test_read_only_output_dir_at_checkpoint_keeps_the_previous_one(tiny_model_pa
     assert "Read-only file system" in message and "the partial copy was removed" in message
     assert f"The previous checkpoint {tmp_path / 'checkpoint-1'} is intact" in message
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-1"]
+
+
+def test_reward_that_fails_on_everything_is_a_bug_and_stops():
+    def broken(prompts, completions, **kwargs):
+        return [1.0 / 0 for _ in completions]
+
+    guard = GuardedReward(broken, "broken")
+    for _ in range(2):
+        assert guard(prompts=["p", "q"], completions=["c", "d"]) == [0.0, 0.0]
+    with pytest.raises(RuntimeError, match=r"'broken' failed on every completion of 3 batches .* ZeroDivisionError"):
+        guard(prompts=["p", "q"], completions=["c", "d"])

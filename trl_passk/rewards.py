@@ -303,20 +303,22 @@ class GuardedReward:
     - it raises: it is called again on each completion alone, so that only the completions it raises on fail;
     - it returns [`RewardFailure`] values (the math rewards do when a worker is killed): those completions fail;
     - it does not return within `timeout` seconds (when set): the batch's completions fail. The call runs in a
-      daemon thread, which Python cannot stop; after `max_consecutive_timeouts` timed-out batches in a row the guard
-      raises `RewardTimeout`, since training on a reward that always hangs learns nothing.
+      daemon thread, which Python cannot stop; after `max_failed_batches` timed-out batches in a row the guard
+      raises `RewardTimeout`, since training on a reward that always hangs learns nothing; likewise a function that
+      fails on every completion of that many batches in a row raises `RuntimeError` (a bug, not a fault).
 
     A failed completion scores `0.0` (never NaN, never a success). One warning per reward function and kind of
     failure names the prompt and the exception; `failures` (indices of the last call's failed completions) lets the
     trainer log `rewards/failed_frac`.
     """
 
-    def __init__(self, func: Callable, name: str, timeout: float | None = None, max_consecutive_timeouts: int = 3):
+    def __init__(self, func: Callable, name: str, timeout: float | None = None, max_failed_batches: int = 3):
         self.func, self.__name__, self.timeout = func, name, timeout
-        self.max_consecutive_timeouts = max_consecutive_timeouts
+        self.max_failed_batches = max_failed_batches
         self.failures: list[int] = []
         self._warned: set[str] = set()
         self._consecutive_timeouts = 0
+        self._consecutive_all_failed = 0
 
     def __repr__(self) -> str:
         return f"GuardedReward({self.func!r}, timeout={self.timeout})"
@@ -357,7 +359,7 @@ class GuardedReward:
             out = list(self._call(dict(prompts=prompts, completions=completions, **kwargs)))
         except RewardTimeout as error:
             self._consecutive_timeouts += 1
-            if self._consecutive_timeouts >= self.max_consecutive_timeouts:
+            if self._consecutive_timeouts >= self.max_failed_batches:
                 raise RewardTimeout(
                     f"reward {self.__name__!r} did not return within reward_timeout={self.timeout:g} s on "
                     f"{self._consecutive_timeouts} batches in a row: it hangs. Fix the function (or raise "
@@ -380,6 +382,14 @@ class GuardedReward:
                 self.failures.append(i)
                 kind = value.reason.split(":")[0].split(" (")[0]
                 self._warn(f"failure:{kind}", prompts[i] if i < len(prompts) else None, value.reason)
+        self._consecutive_all_failed = self._consecutive_all_failed + 1 if n and len(self.failures) == n else 0
+        if self._consecutive_all_failed >= self.max_failed_batches:  # a bug, not a fault: stop, say which
+            reason = out[-1].reason
+            raise RuntimeError(
+                f"reward {self.__name__!r} failed on every completion of {self._consecutive_all_failed} batches in a "
+                f"row (last: {reason}): that is a bug in the reward or its data, not a passing fault. Fix it; the "
+                "last checkpoint is intact."
+            )
         return out
 
     def _one_by_one(self, prompts: list, completions: list, kwargs: dict, batch_error: Exception) -> list:
