@@ -86,22 +86,26 @@ def test_math_worker_killed_mid_batch(tiny_model_path, tmp_path, monkeypatch, ca
     fail (0.0, counted, one warning) and the rest of the batch is scored."""
     caplog.set_level(logging.WARNING, logger="trl_passk")
     killed, victim = [], []
-    original = rewards_module._Worker._readline
+    original = rewards_module._Worker.ensure_ready
 
-    def readline_with_kill(self, timeout):
-        in_flight = self.ready and b"\n" not in self._buffer  # a request is sent, its reply not read
-        if in_flight and len(killed) < kills and (not victim or victim[0] is self):  # the same worker slot again
+    def ready_then_killed(self):
+        """The worker passed its health check and is handed a request of the batch: kill it now (and make sure it
+        is dead, so that it cannot answer first). The second kill hits the same worker slot's replacement."""
+        original(self)
+        if len(killed) < kills and (not victim or victim[0] is self):
             victim[:] = [self]
             killed.append(self.proc.pid)
             os.kill(self.proc.pid, 9)
-        return original(self, timeout)
+            self.proc.wait()
 
-    monkeypatch.setattr(rewards_module._Worker, "_readline", readline_with_kill)
     from datasets import Dataset
 
     golds = [str(i + 17 + 100 * kills) for i in range(8)]  # distinct per case: nothing comes from the score cache
     dataset = Dataset.from_dict({"prompt": [f"What is {g} - 0?" for g in golds], "solution": golds})
-    trainer = _train(tiny_model_path, tmp_path, [math_accuracy], dataset, max_steps=1, objective="passk", k=2)
+    args = PassKGRPOConfig(str(tmp_path), **{**TINY_TRAIN_ARGS, "max_steps": 1, "objective": "passk", "k": 2})
+    trainer = PassKGRPOTrainer(tiny_model_path, math_accuracy, args=args, train_dataset=dataset)  # checks the golds
+    monkeypatch.setattr(rewards_module._Worker, "ensure_ready", ready_then_killed)  # faults during training only
+    trainer.train()
     assert len(killed) == kills and len(set(killed)) == kills
     failed = _history(trainer, "rewards/failed_frac")
     assert torch.isfinite(trainer.last_passk_step.advantages).all()

@@ -500,6 +500,12 @@ class _Worker:
         self.restart()
         return RewardFailure(f"a math-verify worker died while scoring (exit code {code})")
 
+    def _send(self, request: dict) -> None:
+        try:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+        except OSError as error:  # BrokenPipeError: the worker died since it was last checked
+            raise _WorkerDied from error
+
     def ensure_ready(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             self.restart()
@@ -524,7 +530,7 @@ class _Worker:
                 self.restart()
                 return results + [RewardFailure("a math-verify worker failed to start")] * len(pending)
             try:
-                self.proc.stdin.write(json.dumps({"gold": gold, "answers": pending}).encode() + b"\n")
+                self._send({"gold": gold, "answers": pending})
                 if not self._readline(timeout)["gold_ok"]:
                     _remember_bad_gold(gold)
                     return results + [None] * len(pending)

@@ -1,11 +1,16 @@
 """`PassKGRPOTrainer`: TRL's `GRPOTrainer` with pass@k objectives.
 
-The override is two wrapped methods and nothing else (TRL 1.x computes advantages inline, with no hook):
+The override is two wrapped methods (TRL 1.x computes advantages inline, with no hook):
 
-1. `_calculate_rewards` calls the parent and keeps the rewards it gathered from every process, shape `(N_global, F)`.
+1. `_calculate_rewards` calls the parent and keeps the rewards it gathered from every process, shape `(N_global, F)`,
+   and which of them failed (reward functions run behind [`~rewards.GuardedReward`]).
 2. `_generate_and_score_completions` calls the parent, recomputes the advantages from those rewards for the whole
    generation batch (groups may span processes, and every process computes the same tensor), and puts back this
    process's slice. Loss, PEFT, gradient checkpointing, vLLM, DeepSpeed and logging stay TRL's.
+
+and two wrapped checkpoint methods of transformers' `Trainer`: `_save_checkpoint` adds this package's state and
+removes a half-written checkpoint when the save fails; `_load_rng_state` restores that state on resume
+(docs/reliability.md). Bad dataset rows are found in `__init__`, before the model loads.
 
 With `objective="pass1"` the parent's advantages are left untouched: training is TRL's, bit for bit.
 """
@@ -195,8 +200,10 @@ class PassKGRPOTrainer(GRPOTrainer):
             GuardedReward(func, name, timeout=args.reward_timeout) if _is_plain_function(func) else func
             for func, name in zip(self.reward_funcs, self.reward_func_names)
         ]
-        generate_every = args.steps_per_generation * args.num_iterations  # micro-steps one generation batch lasts
-        if args.save_strategy == "steps" and (args.save_steps * args.gradient_accumulation_steps) % generate_every:
+        # Micro-steps one generation batch lasts, and between checkpoints (a save_steps below 1 is a fraction: skipped).
+        generate_every = args.steps_per_generation * args.num_iterations
+        save_every = args.save_steps * args.gradient_accumulation_steps
+        if args.save_strategy == "steps" and args.save_steps >= 1 and save_every % generate_every:
             logger.warning(
                 f"save_steps={args.save_steps} puts checkpoints inside a generation cycle (steps_per_generation="
                 f"{args.steps_per_generation}, num_iterations={args.num_iterations}): TRL keeps that batch in memory "
@@ -227,9 +234,8 @@ class PassKGRPOTrainer(GRPOTrainer):
         folder = os.path.join(run_dir, f"checkpoint-{self.state.global_step}")
         existed = os.path.isdir(folder)
         try:
-            if (
-                self.args.should_save
-            ):  # written first: trainer_state.json, TRL's last file, marks a complete checkpoint
+            # Written first: trainer_state.json, the last file transformers writes, marks a complete checkpoint.
+            if self.args.should_save:
                 os.makedirs(folder, exist_ok=True)
                 state = {
                     "global_step": self.state.global_step,
