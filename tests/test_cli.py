@@ -312,6 +312,8 @@ def test_unreachable_hub_fails_fast_naming_hf_hub_offline(monkeypatch):
 def test_output_dir_with_a_run_is_refused(capsys, tmp_path):
     out = tmp_path / "out"
     (out / "checkpoint-10").mkdir(parents=True)
+    (out / "checkpoint-10" / "trainer_state.json").write_text("{}")  # complete: transformers writes it last
+    (out / "checkpoint-12").mkdir()  # a save interrupted by a kill: skipped
     (out / "trainer_state.json").write_text("{}")
     recipe = write_recipe(tmp_path / "r.yaml", "m", out)
     code, _, err = run_cli(capsys, "grpo", "--config", str(recipe), "--dry-run")
@@ -321,6 +323,7 @@ def test_output_dir_with_a_run_is_refused(capsys, tmp_path):
     code, stdout, err = run_cli(capsys, "grpo", "--config", str(recipe), "--dry-run", "--resume", "true")
     assert code == 0, err
     assert f"resume from {out / 'checkpoint-10'}" in stdout
+    assert "checkpoint-12 skipped: its save was interrupted" in stdout
 
 
 def test_missing_column_names_column_and_option(capsys, tmp_path, tiny_model_path):

@@ -92,6 +92,7 @@ FIELD_VALUES = {
     "interference_threshold": st.floats(-2, 2),
     "interference_every": st.integers(-1, 3),
     "interference_sketch_dim": st.integers(-1, 64),
+    "reward_timeout": st.sampled_from([None, -1.0, 0.0, 30.0]),
 }
 
 

@@ -132,6 +132,15 @@ class PassKGRPOConfig(GRPOConfig):
         interference_memory_path (`str`, *optional*):
             JSON file of the per-prompt memory, loaded at start if it exists and saved with every checkpoint. Defaults
             to `<output_dir>/interference_memory.json`.
+
+    Parameters that control faults:
+
+        reward_timeout (`float`, *optional*):
+            Seconds a reward function may take on one generation batch before its completions count as failed
+            (reward 0.0, logged in `rewards/failed_frac`, one warning). The call runs in a background thread, which
+            cannot be stopped; three timed-out batches in a row stop training with an error. `None` (default): no
+            limit, the call runs in the training thread as in TRL. The math rewards bound themselves per sample and
+            need none.
     """
 
     def __post_init__(self):
@@ -202,6 +211,8 @@ class PassKGRPOConfig(GRPOConfig):
                 f"Its options: {', '.join(allowed) or 'none'}."
             )
 
+        if self.reward_timeout is not None and not self.reward_timeout > 0:
+            raise ValueError(f"reward_timeout={self.reward_timeout} must be > 0 seconds, or None for no limit.")
         if self.interference_every < 1:
             raise ValueError(f"interference_every={self.interference_every} must be >= 1.")
         if self.interference_sketch_dim < 1:

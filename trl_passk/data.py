@@ -6,12 +6,15 @@ Dataset builders and formatters, all offline.
   `reasoning_gym:<task>?size=..&seed=..` alias.
 - [`gsm8k_gold`], [`math_gold`] and [`map_columns`]: turn GSM8K / MATH style datasets into `prompt` + `solution`
   columns (TRL's accuracy rewards and [`~rewards.math_accuracy`] read `solution`).
+- [`check_train_dataset`]: bad rows found before training (the trainer calls it before loading the model).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -24,6 +27,7 @@ DEFAULT_SYSTEM_PROMPT = (
     "Solve the problem. Think step by step if needed, then give only the final answer inside "
     "<answer></answer> tags, for example <answer>42</answer>."
 )
+logger = logging.getLogger(__name__)
 _DEFAULT = object()  # sentinel: "use DEFAULT_SYSTEM_PROMPT" (None means "no system prompt")
 
 # How `map_columns` reads the gold answer; the one list the command-line options offer.
@@ -292,10 +296,127 @@ def map_columns(
             raise ValueError(f"column {column!r} not found in dataset (columns: {dataset.column_names}); set {option}")
     extract = _GOLD_EXTRACTORS[answer_format]
 
-    def convert(row: dict) -> dict:
-        return {
-            "prompt": _make_prompt(str(row[prompt_column]), system_prompt, chat),
-            "solution": extract(row[answer_column]),
+    def convert(row: dict, index: int) -> dict:
+        question, answer = row[prompt_column], row[answer_column]
+        if answer is not None and (isinstance(answer, bool) or not isinstance(answer, (str, int, float))):
+            raise ValueError(
+                f"column {answer_column!r}, row {index}: the answer is a {type(answer).__name__} ({str(answer)[:80]}), "
+                "not text or a number. Convert that column to strings first (dataset.map), or set --answer_column to "
+                "the column that holds the final answer."
+            )
+        return {  # a missing question or answer stays missing: check_train_dataset counts and skips the row
+            "prompt": None if question is None else _make_prompt(str(question), system_prompt, chat),
+            "solution": "" if answer is None else extract(answer),
         }
 
-    return dataset.map(convert, remove_columns=dataset.column_names)
+    return dataset.map(convert, with_indices=True, remove_columns=dataset.column_names)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, (str, list, dict)) and not (value.strip() if isinstance(value, str) else value)
+    )
+
+
+def _rows(indices: list[int]) -> str:
+    shown = ", ".join(str(i) for i in indices[:5])
+    return f"row{'s' if len(indices) > 1 else ''} {shown}{', ...' if len(indices) > 5 else ''}"
+
+
+def check_train_dataset(
+    dataset: datasets.Dataset,
+    *,
+    prompts_per_batch: int = 1,
+    required_columns: Sequence[str] = (),
+    name: str = "train_dataset",
+    unscorable: dict[str, Callable[[list], list[int]]] | None = None,
+) -> datasets.Dataset:
+    """
+    Find the rows a GRPO run cannot train on before any model loads, instead of failing at step 500.
+
+    - Raises `ValueError` (naming the column, the row index and the fix) for what cannot work: no `prompt` column, a
+      prompt that is neither text nor a list of `{"role", "content"}` messages, a `solution` (gold answer) that is
+      neither text nor a number, or fewer usable prompts than one generation batch takes (`prompts_per_batch`).
+    - Skips, with one warning giving the count and the first row indices, rows whose prompt or one of the
+      `required_columns` (the reward functions' columns, e.g. `solution`) is missing, `None` or empty.
+    - Counts, in a warning, prompts that repeat an earlier row's; they are kept (sampled more often).
+    - `unscorable` maps a column to a function returning the indices of its values a reward can never score (e.g.
+      `{"solution": math_accuracy.unparseable_golds}`): those rows are skipped and counted too.
+
+    Returns `dataset` itself when no row is skipped, else the selection of the usable rows (same order). `name` is
+    the dataset's name in messages.
+
+    Example:
+
+    ```python
+    >>> ds = datasets.Dataset.from_dict({"prompt": ["1+1?", None, "2+2?"], "solution": ["2", "3", ""]})
+    >>> list(check_train_dataset(ds, required_columns=["solution"])["prompt"])
+    ['1+1?']
+
+    ```
+    """
+    columns = dataset.column_names
+    if "prompt" not in columns:
+        raise ValueError(
+            f"{name} has no 'prompt' column (columns: {columns}). Rename the question column to 'prompt' "
+            "(command line: --prompt_column) or build one with trl_passk.data.map_columns."
+        )
+    skipped: dict[str, list[int]] = {}
+    seen: dict[str, int] = {}
+    repeats: list[tuple[int, int]] = []
+    for i, prompt in enumerate(dataset["prompt"]):
+        if _is_missing(prompt):
+            skipped.setdefault("a missing or empty 'prompt'", []).append(i)
+            continue
+        is_chat = isinstance(prompt, list) and all(
+            isinstance(m, dict) and "role" in m and "content" in m for m in prompt
+        )
+        if not (isinstance(prompt, str) or is_chat):
+            raise ValueError(
+                f"{name} column 'prompt', row {i}: a {type(prompt).__name__} ({str(prompt)[:80]}), but a "
+                "prompt must be text or a list of {'role': ..., 'content': ...} messages. Fix that row, or map the "
+                "question column with --prompt_column / trl_passk.data.map_columns."
+            )
+        key = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+        if key in seen:
+            repeats.append((i, seen[key]))
+        else:
+            seen[key] = i
+    for column in dict.fromkeys(required_columns):
+        if column not in columns:
+            continue  # a reward's missing column is reported by check_reward_columns
+        for i, value in enumerate(dataset[column]):
+            if _is_missing(value):
+                skipped.setdefault(f"an empty {column!r}", []).append(i)
+            elif column == "solution" and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
+                raise ValueError(
+                    f"{name} column 'solution', row {i}: the gold answer is a {type(value).__name__} "
+                    f"({str(value)[:80]}), not text or a number. Convert the column to strings (dataset.map), or map "
+                    "the answer column with --answer_column / --answer_format."
+                )
+    for column, find in (unscorable or {}).items():
+        if column in columns:
+            empty = {i for rows in skipped.values() for i in rows}
+            rows = [i for i in find(list(dataset[column])) if i not in empty]
+            if rows:
+                skipped[f"a {column!r} the reward cannot parse"] = rows
+    bad = sorted({i for rows in skipped.values() for i in rows})
+    usable = len(dataset) - len(bad)
+    if usable < prompts_per_batch:
+        raise ValueError(
+            f"{name} has {usable} usable prompt(s) ({len(dataset)} rows, {len(bad)} skipped), fewer than one "
+            f"generation batch takes ({prompts_per_batch} prompts: generation_batch_size / num_generations). Add "
+            "rows, or lower per_device_train_batch_size or steps_per_generation."
+        )
+    if bad:
+        reasons = "; ".join(f"{len(rows)} with {reason} ({_rows(rows)})" for reason, rows in skipped.items())
+        logger.warning(f"{name}: skipped {len(bad)} of {len(dataset)} rows: {reasons}. Training on {usable}.")
+    if repeats:
+        logger.warning(
+            f"{name}: {len(repeats)} row(s) repeat an earlier row's prompt (e.g. row {repeats[0][0]} = row "
+            f"{repeats[0][1]}); kept: those prompts are sampled more often and share one interference-memory entry."
+        )
+    if not bad:
+        return dataset
+    keep = set(bad)
+    return dataset.select([i for i in range(len(dataset)) if i not in keep])

@@ -193,12 +193,20 @@ def _load_progress(output_dir: str | None, dim: int) -> tuple[list[dict], list[n
     if output_dir is None or not os.path.exists(os.path.join(output_dir, "rows.jsonl")):
         return [], []
     rows = []
-    with open(os.path.join(output_dir, "rows.jsonl")) as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+    path = os.path.join(output_dir, "rows.jsonl")
+    with open(path) as f:
+        lines = f.readlines()
+    for number, line in enumerate(lines, start=1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines):
                 break  # a line cut by an interruption: redo that prompt
+            raise ValueError(
+                f"{path} is corrupt at line {number} of {len(lines)} ({error}); an interruption only cuts the last "
+                "line. Nothing was dropped: delete rows.jsonl and sketches.f32 there (or choose another output_dir) "
+                "to diagnose the prompts again."
+            ) from None
     raw = np.fromfile(os.path.join(output_dir, "sketches.f32"), dtype=np.float32)
     complete = min(len(rows), raw.size // dim)
     rows = rows[:complete]

@@ -355,7 +355,9 @@ def compute_metrics(
 def load_samples(path: str, *, repair: bool = False) -> dict[int, dict]:
     """
     Read `samples.jsonl` into `{index: record}`. A torn last line (a crash mid-write) is ignored; with
-    `repair=True` the file is truncated back to its last complete line so that appending stays valid.
+    `repair=True` the file is truncated back to its last complete line so that appending stays valid. A corrupt line
+    before the last one is not a crash mid-write: it raises `ValueError` naming the file, the line and the fix, and
+    nothing is dropped.
     """
     records: dict[int, dict] = {}
     if not os.path.exists(path):
@@ -363,17 +365,26 @@ def load_samples(path: str, *, repair: bool = False) -> dict[int, dict]:
     good_end = 0
     with open(path, "rb") as handle:
         data = handle.read()
+    lines = data.splitlines(keepends=True)
     position = 0
-    for line in data.splitlines(keepends=True):
+    for number, line in enumerate(lines, start=1):
         position += len(line)
-        if not line.endswith(b"\n"):
-            break  # torn last line
+        last = number == len(lines)
         try:
+            if not line.endswith(b"\n"):
+                raise ValueError("no end of line")
             record = json.loads(line)
-        except json.JSONDecodeError:
-            logger.warning("%s: skipping a corrupt line at byte %d", path, position - len(line))
-            break
-        records[int(record["index"])] = record
+            index = int(record["index"])
+        except (ValueError, KeyError, TypeError) as error:
+            if last:  # torn last line: the write a crash interrupted
+                break
+            raise ValueError(
+                f"{path} is corrupt at line {number} of {len(lines)} ({type(error).__name__}: {error}); it is not a "
+                "write cut short by a crash (those only touch the last line). Nothing was dropped: delete that line "
+                "to resume (its problem is sampled again), or delete the file (or choose another output_dir) to start "
+                "the evaluation over."
+            ) from None
+        records[index] = record
         good_end = position
     if repair and good_end < len(data):
         logger.warning("%s: dropping %d bytes of a torn last line", path, len(data) - good_end)

@@ -275,7 +275,18 @@ class InterferenceMemory:
 
     @classmethod
     def load(cls, path: str) -> InterferenceMemory:
+        """Read a memory saved by `save`; a truncated or corrupt file raises `ValueError` naming it and the fix."""
         memory = cls()
-        with open(path) as f:
-            memory.entries = json.load(f)
+        try:
+            with open(path) as f:
+                entries = json.load(f)
+            if not isinstance(entries, dict) or not all(isinstance(v, dict) for v in entries.values()):
+                raise ValueError("not a JSON object of per-prompt entries")
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"interference memory {path} is corrupt or truncated ({error}). Nothing was reset: delete the file "
+                "to start with an empty memory (prompts are diagnosed again), restore it from a checkpoint's "
+                "trl_passk_state.json, or point interference_memory_path elsewhere."
+            ) from None
+        memory.entries = entries
         return memory

@@ -76,6 +76,7 @@ def passk_step(
     exceeding_passk_coef: float = 0.4,
     log_ks: Sequence[int] = (),
     generator: torch.Generator | None = None,
+    failed: torch.Tensor | None = None,
 ) -> PassKStep:
     """Turn gathered rewards into an objective's advantages plus ``passk/*`` metrics.
 
@@ -105,6 +106,8 @@ def passk_step(
         exceeding_passk (`bool`), exceeding_passk_coef (`float`): Chen et al.'s exceeding pass@k factor.
         log_ks (`Sequence[int]`): the k of the ``passk/pass@{k}`` metrics.
         generator (`torch.Generator`, *optional*): for the random estimators.
+        failed (`torch.Tensor` of shape `(N,)`, *optional*): completions whose success reward failed (an exception, a
+            killed worker, a timeout): never a success, whatever `success_threshold` is.
 
     Returns:
         `PassKStep`.
@@ -114,6 +117,8 @@ def passk_step(
     G = num_generations
     rewards = combined_rewards(rewards_per_func, reward_weights.cpu(), G)  # (P, G)
     success = success_matrix(rewards_per_func, success_index, success_threshold, G)  # (P, G)
+    if failed is not None:
+        success = success.masked_fill(failed.to("cpu", torch.bool).view(-1, G), 0.0)
     k = min(k, G)
 
     pass1_options = {"scale_rewards": scale_rewards} if pass1_estimator == "grpo" else {}

@@ -180,6 +180,15 @@ class PassKFields:
         },
     )
 
+    # ---- faults
+    reward_timeout: float | None = field(
+        default=None,
+        metadata={
+            "help": "Seconds a reward function may take on one generation batch; on timeout its completions count as "
+            "failed (0.0, rewards/failed_frac) and 3 timeouts in a row stop training. Default: no limit (as TRL)."
+        },
+    )
+
 
 def add_fields(source: type):
     """Class decorator, applied before `@dataclass`: give the class a fresh copy of every field of the dataclass

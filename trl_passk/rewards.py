@@ -252,12 +252,187 @@ def _worker_main() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Failed rewards, and the guard the trainer puts around every reward function
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class RewardFailure(float):
+    """The reward of a completion that could not be scored (a killed verification worker, an exception): the value
+    `0.0` (a failure, never a success, never NaN), carrying `reason`. A plain float to TRL and to any other caller;
+    [`PassKGRPOTrainer`] counts it in `rewards/failed_frac` and warns once.
+
+    Example:
+
+    ```python
+    >>> r = RewardFailure("worker died")
+    >>> r == 0.0, r.reason
+    (True, 'worker died')
+
+    ```
+    """
+
+    reason: str
+
+    def __new__(cls, reason: str = ""):
+        value = super().__new__(cls, 0.0)
+        value.reason = str(reason)
+        return value
+
+    def __getnewargs__(self):
+        return (self.reason,)
+
+    def __repr__(self) -> str:
+        return f"RewardFailure({self.reason!r})"
+
+
+class RewardTimeout(Exception):
+    """A reward function did not return within its time limit."""
+
+
+def _shorten(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class GuardedReward:
+    """
+    A reward function that cannot stop training: [`PassKGRPOTrainer`] wraps every plain (synchronous, non-model)
+    reward function in one. The wrapped function is called exactly as TRL calls it; what changes is what happens when
+    it fails:
+
+    - it raises: it is called again on each completion alone, so that only the completions it raises on fail;
+    - it returns [`RewardFailure`] values (the math rewards do when a worker is killed): those completions fail;
+    - it does not return within `timeout` seconds (when set): the batch's completions fail. The call runs in a
+      daemon thread, which Python cannot stop; after `max_failed_batches` timed-out batches in a row the guard
+      raises `RewardTimeout`, since training on a reward that always hangs learns nothing; likewise a function that
+      fails on every completion of that many batches in a row raises `RuntimeError` (a bug, not a fault).
+
+    A failed completion scores `0.0` (never NaN, never a success). One warning per reward function and kind of
+    failure names the prompt and the exception; `failures` (indices of the last call's failed completions) lets the
+    trainer log `rewards/failed_frac`.
+    """
+
+    def __init__(self, func: Callable, name: str, timeout: float | None = None, max_failed_batches: int = 3):
+        self.func, self.__name__, self.timeout = func, name, timeout
+        self.max_failed_batches = max_failed_batches
+        self.failures: list[int] = []
+        self._warned: set[str] = set()
+        self._consecutive_timeouts = 0
+        self._consecutive_all_failed = 0
+
+    def __repr__(self) -> str:
+        return f"GuardedReward({self.func!r}, timeout={self.timeout})"
+
+    def _call(self, kwargs: dict) -> list:
+        if self.timeout is None:
+            return self.func(**kwargs)
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def target():
+            try:
+                box["value"] = self.func(**kwargs)
+            except BaseException as error:  # re-raised in the caller's thread
+                box["error"] = error
+            finally:
+                done.set()
+
+        threading.Thread(target=target, daemon=True, name=f"reward-{self.__name__}").start()
+        if not done.wait(self.timeout):
+            raise RewardTimeout(f"did not return within reward_timeout={self.timeout:g} s")
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    def _warn(self, kind: str, prompt: Any, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            logger.warning(
+                f"reward {self.__name__!r} failed on prompt {_shorten(prompt)}: {message}. The completion(s) count as "
+                f"failed (reward 0.0); later failures of this kind are only counted (rewards/failed_frac)."
+            )
+
+    def __call__(self, prompts: list, completions: list, **kwargs) -> list:
+        n = len(completions)
+        self.failures = []
+        try:
+            out = list(self._call(dict(prompts=prompts, completions=completions, **kwargs)))
+        except RewardTimeout as error:
+            self._consecutive_timeouts += 1
+            if self._consecutive_timeouts >= self.max_failed_batches:
+                raise RewardTimeout(
+                    f"reward {self.__name__!r} did not return within reward_timeout={self.timeout:g} s on "
+                    f"{self._consecutive_timeouts} batches in a row: it hangs. Fix the function (or raise "
+                    "reward_timeout if it is only slow); the last checkpoint is intact."
+                ) from None
+            self._warn(
+                "timeout",
+                prompts[0] if prompts else None,
+                f"{error} on a batch of {n} completions (the call keeps running in a background thread)",
+            )
+            self.failures = list(range(n))
+            return [RewardFailure(str(error))] * n
+        except Exception as error:
+            self._consecutive_timeouts = 0
+            out = self._one_by_one(prompts, completions, kwargs, error)
+        else:
+            self._consecutive_timeouts = 0
+        for i, value in enumerate(out):
+            if isinstance(value, RewardFailure):
+                self.failures.append(i)
+                kind = value.reason.split(":")[0].split(" (")[0]
+                self._warn(f"failure:{kind}", prompts[i] if i < len(prompts) else None, value.reason)
+        self._consecutive_all_failed = self._consecutive_all_failed + 1 if n and len(self.failures) == n else 0
+        if self._consecutive_all_failed >= self.max_failed_batches:  # a bug, not a fault: stop, say which
+            reason = out[-1].reason
+            raise RuntimeError(
+                f"reward {self.__name__!r} failed on every completion of {self._consecutive_all_failed} batches in a "
+                f"row (last: {reason}): that is a bug in the reward or its data, not a passing fault. Fix it; the "
+                "last checkpoint is intact."
+            )
+        return out
+
+    def _one_by_one(self, prompts: list, completions: list, kwargs: dict, batch_error: Exception) -> list:
+        """Score each completion alone, so that only those the function raises on fail (after a failed batch call)."""
+        n = len(completions)
+        out: list = []
+        for i in range(n):
+            row = {key: _row(value, i, n) for key, value in kwargs.items()}
+            try:
+                values = list(self._call(dict(prompts=prompts[i : i + 1], completions=completions[i : i + 1], **row)))
+                if len(values) != 1:
+                    raise ValueError(f"returned {len(values)} rewards for 1 completion")
+                out.append(values[0])
+            except RewardTimeout as error:  # bounded cost: the rest of the batch fails without more calls
+                self._warn("timeout", prompts[i], f"{error} (scoring one completion)")
+                out.extend([RewardFailure(str(error))] * (n - i))
+                break
+            except Exception as error:
+                out.append(RewardFailure(f"{type(error).__name__}: {error}"))
+        if not any(isinstance(value, RewardFailure) for value in out):  # fails on the batch only: fail the batch
+            self._warn(f"exception:{type(batch_error).__name__}", prompts[0] if prompts else None, repr(batch_error))
+            out = [RewardFailure(repr(batch_error))] * n
+        return out
+
+
+def _row(value: Any, i: int, n: int) -> Any:
+    """Row `i` of a reward argument: the one-item slice of a per-completion list, anything else as is."""
+    if isinstance(value, (list, tuple)) and len(value) == n:
+        return value[i : i + 1]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Parent side: worker handles, the shared pool
 # ---------------------------------------------------------------------------------------------------------------------
 
 
 class _WorkerTimeout(Exception):
     pass
+
+
+class _WorkerDied(_WorkerTimeout):
+    """The worker's output closed: it was killed (OOM killer, `kill`) or crashed."""
 
 
 class _Worker:
@@ -312,10 +487,24 @@ class _Worker:
             if readable:
                 chunk = os.read(fd, 65536)
                 if not chunk:  # the worker died
-                    raise _WorkerTimeout
+                    raise _WorkerDied
                 self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
+
+    def _died(self, error: Exception) -> "RewardFailure":
+        try:
+            code = self.proc.wait(timeout=1)
+        except Exception:
+            code = None
+        self.restart()
+        return RewardFailure(f"a math-verify worker died while scoring (exit code {code})")
+
+    def _send(self, request: dict) -> None:
+        try:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+        except OSError as error:  # BrokenPipeError: the worker died since it was last checked
+            raise _WorkerDied from error
 
     def ensure_ready(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -326,29 +515,46 @@ class _Worker:
             self.ready = True
 
     def score(self, gold: str, answers: list[str | None], timeout: float) -> list[float | None]:
-        """Score `answers` against `gold`; each reply gets `timeout` seconds. Never raises."""
+        """Score `answers` against `gold`; each reply gets `timeout` seconds. Never raises.
+
+        A worker that dies (killed from outside, the OOM killer, a crash) is replaced and the unscored answers are
+        sent again, once: a second death in the same call fails the answer in flight ([`RewardFailure`]), or every
+        pending one when it happened while the gold was being parsed."""
         results: list[float | None] = []
+        retried = False
         while len(results) < len(answers):
             pending = answers[len(results) :]
             try:
                 self.ensure_ready()
             except Exception:
-                logger.warning("math_accuracy: a verification worker failed to start; scoring 0.0")
                 self.restart()
-                return results + [0.0] * len(pending)
+                return results + [RewardFailure("a math-verify worker failed to start")] * len(pending)
             try:
-                self.proc.stdin.write(json.dumps({"gold": gold, "answers": pending}).encode() + b"\n")
+                self._send({"gold": gold, "answers": pending})
                 if not self._readline(timeout)["gold_ok"]:
                     _remember_bad_gold(gold)
                     return results + [None] * len(pending)
-            except Exception:  # the gold itself hangs or kills the worker: treat it as unparseable
+            except _WorkerDied as error:  # killed from outside (or crashed) while parsing: not the gold's fault
+                failure = self._died(error)
+                if not retried:
+                    retried = True
+                    continue
+                return results + [failure] * len(pending)
+            except Exception:  # the gold itself hangs: treat it as unparseable
                 self.restart()
                 _remember_bad_gold(gold)
                 return results + [None] * len(pending)
             for _ in pending:
                 try:
                     results.append(float(self._readline(timeout)["r"]))
-                except Exception:  # late or dead: this sample scores 0.0, fresh worker for the rest
+                except _WorkerDied as error:  # fresh worker; this sample is sent again once, then it fails
+                    failure = self._died(error)
+                    if not retried:
+                        retried = True
+                    else:
+                        results.append(failure)
+                    break
+                except Exception:  # late: this sample scores 0.0 (hostile input), fresh worker for the rest
                     results.append(0.0)
                     self.restart()
                     break
@@ -381,8 +587,8 @@ class _WorkerPool:
                         gold, indices, answers = jobs_left.pop()
                     try:
                         scores = worker.score(gold, answers, timeout)
-                    except Exception:
-                        scores = [0.0] * len(answers)
+                    except Exception as error:
+                        scores = [RewardFailure(f"math-verify worker error: {error!r}")] * len(answers)
                     for index, score in zip(indices, scores):
                         out[index] = score
             finally:
@@ -529,12 +735,29 @@ class MathAccuracy:
     def _pool_size(self) -> int:
         return self.num_workers or min(os.cpu_count() or 1, 4)
 
+    def unparseable_golds(self, solution: list) -> list[int]:
+        """Indices of the gold answers math-verify cannot parse (or that are empty): rows this reward can never
+        score (it returns `None` for them). Each distinct gold is parsed once, in the worker pool.
+
+        Example:
+
+        ```python
+        >>> math_accuracy.unparseable_golds(["2", "", "1/2", "}{"])
+        [1, 3]
+
+        ```
+        """
+        distinct = list(dict.fromkeys("" if gold is None else str(gold) for gold in solution))
+        scores = self(completions=[""] * len(distinct), solution=distinct)  # no answer: None exactly when gold fails
+        bad = {gold for gold, score in zip(distinct, scores) if score is None}
+        return [i for i, gold in enumerate(solution) if ("" if gold is None else str(gold)) in bad]
+
     def __call__(self, completions: list, solution: list[str], **kwargs) -> list[float | None]:
         try:
             return self._score(completions, solution)
-        except Exception:  # the contract is "never raises"
+        except Exception as error:  # the contract is "never raises"
             logger.exception("math_accuracy failed; scoring the batch 0.0")
-            return [0.0] * len(completions)
+            return [RewardFailure(f"math_accuracy failed: {error!r}")] * len(completions)
 
     def _score(self, completions: list, solution: list[str]) -> list[float | None]:
         out: list[float | None] = [0.0] * len(completions)
@@ -569,7 +792,8 @@ class MathAccuracy:
         scores: list[float | None] = [0.0] * len(pairs)
         pool.run(jobs, self.timeout, scores)
         for pair, score in zip(pairs, scores):
-            if score is not None:  # late samples are cached too: a repeated hostile answer costs one timeout
+            if score is not None and not isinstance(score, RewardFailure):  # late samples are cached too: a repeated
+                # hostile answer costs one timeout; failures (a killed worker) are not, the next call retries them
                 _RESULTS.put(pair, score)
             for i in keys[pair]:
                 out[i] = score

@@ -1,11 +1,16 @@
 """`PassKGRPOTrainer`: TRL's `GRPOTrainer` with pass@k objectives.
 
-The override is two wrapped methods and nothing else (TRL 1.x computes advantages inline, with no hook):
+The override is two wrapped methods (TRL 1.x computes advantages inline, with no hook):
 
-1. `_calculate_rewards` calls the parent and keeps the rewards it gathered from every process, shape `(N_global, F)`.
+1. `_calculate_rewards` calls the parent and keeps the rewards it gathered from every process, shape `(N_global, F)`,
+   and which of them failed (reward functions run behind [`~rewards.GuardedReward`]).
 2. `_generate_and_score_completions` calls the parent, recomputes the advantages from those rewards for the whole
    generation batch (groups may span processes, and every process computes the same tensor), and puts back this
    process's slice. Loss, PEFT, gradient checkpointing, vLLM, DeepSpeed and logging stay TRL's.
+
+and two wrapped checkpoint methods of transformers' `Trainer`: `_save_checkpoint` adds this package's state and
+removes a half-written checkpoint when the save fails; `_load_rng_state` restores that state on resume
+(docs/reliability.md). Bad dataset rows are found in `__init__`, before the model loads.
 
 With `objective="pass1"` the parent's advantages are left untouched: training is TRL's, bit for bit.
 """
@@ -15,15 +20,20 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import logging
+import math
 import os
+import shutil
 import textwrap
 
 import torch
-from accelerate.utils import gather_object
+from accelerate.utils import gather, gather_object
+from datasets import Dataset
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from .config import PassKGRPOConfig, as_passk_config
+from .data import check_train_dataset
 from .embedded import is_embedded, resolve_model_path
 from .interference import (
     CountSketch,
@@ -34,15 +44,30 @@ from .interference import (
     pass1_gradient,
 )
 from .objective import PassKStep, passk_step
-from .rewards import check_reward_columns
+from .rewards import GuardedReward, MathAccuracy, check_reward_columns, required_reward_columns
 
-__all__ = ["PassKGRPOTrainer", "reward_func_name"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PASSK_STATE_FILE",
+    "CheckpointSaveError",
+    "PassKGRPOTrainer",
+    "is_complete_checkpoint",
+    "last_complete_checkpoint",
+    "reward_func_name",
+]
+
+# What a checkpoint carries for this package, next to TRL's files: the interference schedule and memory.
+PASSK_STATE_FILE = "trl_passk_state.json"
 
 # The seam: the two GRPOTrainer methods wrapped below, with the parameters they have had from TRL 1.0 to 1.16. A TRL
 # that changes them would break the override silently, so check once, at import.
 _SEAM = {
     "_calculate_rewards": ("self", "inputs", "prompts", "completions", "completion_ids_list"),
     "_generate_and_score_completions": ("self", "inputs"),
+    # transformers.Trainer: what a checkpoint holds, and restoring it
+    "_save_checkpoint": ("self", "model", "trial"),
+    "_load_rng_state": ("self", "checkpoint"),
 }
 
 
@@ -154,9 +179,43 @@ class PassKGRPOTrainer(GRPOTrainer):
                 f"success_reward={args.success_reward!r} is not among the reward functions: {', '.join(names)}."
             )
         self._success_index = 0 if args.success_reward is None else names.index(args.success_reward)
+        # Bad rows are found now, before the model loads, not at step 500 (a clean dataset is passed on as is).
+        train_dataset = kwargs["train_dataset"] if "train_dataset" in kwargs else (pargs[0] if pargs else None)
+        if isinstance(train_dataset, Dataset):
+            success_func = funcs[self._success_index]  # rows it can never score: a gold math-verify cannot parse
+            unscorable = {"solution": success_func.unparseable_golds} if isinstance(success_func, MathAccuracy) else {}
+            checked = check_train_dataset(
+                train_dataset,
+                prompts_per_batch=max(1, (args.generation_batch_size or 0) // args.num_generations),
+                # Only this package's rewards: their columns' meaning is known (a gold answer). A user's reward may
+                # take empty or non-text values, as TRL allows, and must see the rows TRL would give it.
+                required_columns=[c for f in funcs if _is_ours(f) for c in required_reward_columns(f)],
+                unscorable=unscorable,
+            )
+            if "train_dataset" in kwargs:
+                kwargs["train_dataset"] = checked
+            else:
+                pargs = (checked, *pargs[1:])
         self._gathered_rewards: torch.Tensor | None = None
+        self._gathered_failed: torch.Tensor | None = None
         self.last_passk_step: PassKStep | None = None
         super().__init__(model, reward_funcs, args, *pargs, **kwargs)
+        # Every plain reward function behind a guard: an exception, a killed worker or (with reward_timeout) a hang
+        # fails its completions (0.0, counted in rewards/failed_frac) instead of the run. TRL named them already.
+        self.reward_funcs = [
+            GuardedReward(func, name, timeout=args.reward_timeout) if _is_plain_function(func) else func
+            for func, name in zip(self.reward_funcs, self.reward_func_names)
+        ]
+        # Micro-steps one generation batch lasts, and between checkpoints (a save_steps below 1 is a fraction: skipped).
+        generate_every = args.steps_per_generation * args.num_iterations
+        save_every = args.save_steps * args.gradient_accumulation_steps
+        if args.save_strategy == "steps" and args.save_steps >= 1 and save_every % generate_every:
+            logger.warning(
+                f"save_steps={args.save_steps} puts checkpoints inside a generation cycle (steps_per_generation="
+                f"{args.steps_per_generation}, num_iterations={args.num_iterations}): TRL keeps that batch in memory "
+                "only, so a resume generates a new one and is not an exact resume. Use a save_steps multiple of "
+                f"{generate_every // math.gcd(generate_every, args.gradient_accumulation_steps)} for exact resumes."
+            )
         self._passk_generator = torch.Generator()
         self._interference_calls = 0
         self.interference_memory = InterferenceMemory()
@@ -174,6 +233,71 @@ class PassKGRPOTrainer(GRPOTrainer):
                 self.interference_memory = InterferenceMemory.load(self._memory_path)
             self.add_callback(_SaveInterferenceMemory(self))
 
+    # Why: a checkpoint must carry what TRL does not save (the interference schedule and memory), and a save that fails
+    # (disk full, read-only directory) must not leave a half-written checkpoint that a resume would pick.
+    def _save_checkpoint(self, model, trial):
+        run_dir = self._get_output_dir(trial=trial)
+        folder = os.path.join(run_dir, f"checkpoint-{self.state.global_step}")
+        existed = os.path.isdir(folder)
+        try:
+            # Written first: trainer_state.json, the last file transformers writes, marks a complete checkpoint.
+            if self.args.should_save:
+                os.makedirs(folder, exist_ok=True)
+                state = {
+                    "global_step": self.state.global_step,
+                    "interference_calls": self._interference_calls,
+                    "interference_memory": self.interference_memory.entries,
+                }
+                with open(os.path.join(folder, PASSK_STATE_FILE), "w") as f:
+                    json.dump(state, f)
+            super()._save_checkpoint(model, trial)
+        except BaseException as error:
+            if self.args.should_save and not existed:
+                shutil.rmtree(folder, ignore_errors=True)
+            if not isinstance(error, Exception):  # Ctrl-C / SIGTERM while saving: no half-written checkpoint either
+                raise
+            previous = last_complete_checkpoint(run_dir)
+            kept = (
+                f"The previous checkpoint {previous} is intact: fix the cause, then continue from it with "
+                f"--resume true (or resume_from_checkpoint={previous!r})."
+                if previous
+                else "There is no earlier checkpoint: fix the cause and start again."
+            )
+            raise CheckpointSaveError(
+                f"saving checkpoint {folder} failed ({type(error).__name__}: {error}); the partial copy was removed. "
+                + kept
+            ) from error
+
+    # Why: transformers restores its RNG streams here on resume; this restores ours (the interference schedule and
+    # memory) from the same checkpoint, so that a resumed run continues exactly like an uninterrupted one.
+    def _load_rng_state(self, checkpoint):
+        super()._load_rng_state(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, PASSK_STATE_FILE)
+        if not os.path.exists(path):
+            if self.args.interference != "off":
+                logger.warning(
+                    f"{path} is missing (a checkpoint written by an older trl_passk): the interference memory comes "
+                    f"from {self._memory_path} and the diagnostic schedule restarts; the run is not an exact resume."
+                )
+            return
+        try:
+            with open(path) as f:
+                state = json.load(f)
+            calls, entries = int(state["interference_calls"]), state["interference_memory"]
+            if not isinstance(entries, dict):
+                raise TypeError("interference_memory is not an object")
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{path} is corrupt ({type(error).__name__}: {error}); it holds the interference schedule and memory "
+                f"of this checkpoint. Resume from an earlier checkpoint (resume_from_checkpoint=...), or delete this "
+                "file to resume with the memory in output_dir and a restarted diagnostic schedule (not exact)."
+            ) from None
+        self._interference_calls = calls
+        self.interference_memory = InterferenceMemory()
+        self.interference_memory.entries = entries
+
     @property
     def _passk_seed(self) -> int:
         return self.args.seed if self.args.passk_seed is None else self.args.passk_seed
@@ -183,12 +307,18 @@ class PassKGRPOTrainer(GRPOTrainer):
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._gathered_rewards = rewards_per_func
+        failed = torch.zeros(len(prompts), len(self.reward_funcs), device=rewards_per_func.device)  # (N_local, F)
+        for j, func in enumerate(self.reward_funcs):
+            if isinstance(func, GuardedReward) and func.failures:
+                failed[func.failures, j] = 1.0
+        self._gathered_failed = gather(failed).bool()  # (N_global, F)
         return rewards_per_func
 
     # Why: TRL computes advantages inline in this method; we let it run, then replace its output's advantages.
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
         rewards_per_func, self._gathered_rewards = self._gathered_rewards, None
+        failed, self._gathered_failed = self._gathered_failed, None
         mode = "train" if self.model.training else "eval"
         num_generations = self.num_generations if mode == "train" else self.num_generations_eval
         max_steps = max(self.state.max_steps, 1)
@@ -213,10 +343,13 @@ class PassKGRPOTrainer(GRPOTrainer):
             exceeding_passk_coef=args.exceeding_passk_coef,
             log_ks=args.passk_log_ks,
             generator=self._passk_generator,
+            failed=None if failed is None else failed[:, self._success_index],
         )
         self.last_passk_step = step
         for name, value in step.metrics.items():
             self._metrics[mode][name].append(value)
+        if failed is not None:
+            self._metrics[mode]["rewards/failed_frac"].append(failed.any(dim=1).float().mean().item())
 
         advantages = step.advantages
         if mode == "train" and self.args.interference != "off":
@@ -345,6 +478,44 @@ def _check_reward_columns(model, reward_funcs, args, pargs, kwargs) -> None:
                 fix=f"Add the column to {where} (e.g. with dataset.map), give that parameter a default in the "
                 "reward function, or choose a reward that matches this dataset.",
             )
+
+
+class CheckpointSaveError(RuntimeError):
+    """Saving a checkpoint failed; the partial copy was removed and the previous checkpoint is intact."""
+
+
+def is_complete_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether a `checkpoint-*` directory was written to the end: transformers writes `trainer_state.json` last."""
+    return os.path.isfile(os.path.join(path, "trainer_state.json"))
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The `checkpoint-<step>` directory of `output_dir` with the highest step that is complete, or `None`."""
+    import re
+
+    if not os.path.isdir(output_dir):
+        return None
+    steps = []
+    for name in os.listdir(output_dir):
+        match = re.fullmatch(r"checkpoint-(\d+)", name)
+        if match and is_complete_checkpoint(os.path.join(output_dir, name)):
+            steps.append(int(match.group(1)))
+    return os.path.join(str(output_dir), f"checkpoint-{max(steps)}") if steps else None
+
+
+def _is_ours(func) -> bool:
+    """A reward function defined in this package (e.g. `math_accuracy`), as opposed to a user's."""
+    module = getattr(func, "__module__", None) or type(func).__module__ or ""
+    return callable(func) and module.split(".")[0] == "trl_passk"
+
+
+def _is_plain_function(func) -> bool:
+    """A synchronous reward callable (what `GuardedReward` wraps): not a reward model, not an async function."""
+    import inspect
+
+    if isinstance(func, torch.nn.Module) or not callable(func):
+        return False
+    return not (inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__))
 
 
 @contextlib.contextmanager

@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 METRICS_FILE = "metrics.json"
+SIGTERM_MESSAGE = "SIGTERM"
 CURVES_FILE = "training_curves.png"
 
 
@@ -83,8 +84,9 @@ class GRPOScriptArguments(ScriptArguments):
             Names in `trl_passk.rewards.REWARD_FUNCS` or dotted import paths. Defaults to `reasoning_gym_accuracy`
             for reasoning-gym sources and `math_accuracy` otherwise.
         resume (`bool`, *optional*, defaults to `False`):
-            Resume from the last `checkpoint-*` in `output_dir` when it holds a run; without it such a directory is
-            refused.
+            Resume from the last complete `checkpoint-*` in `output_dir` when it holds a run (one whose save was cut
+            short is skipped); with no checkpoint, one line says so and a new run starts. Without it such a directory
+            is refused.
         dry_run (`bool`, *optional*, defaults to `False`):
             Validate the recipe and print the resolved configuration; load no model and no dataset.
         eval_before_after, eval_n, eval_ks, eval_max_problems, eval_max_new_tokens, eval_temperature:
@@ -131,8 +133,9 @@ class GRPOScriptArguments(ScriptArguments):
     resume: bool = field(
         default=False,
         metadata={
-            "help": "When output_dir already holds a run, resume from its last checkpoint-* instead of refusing. "
-            "(--resume_from_checkpoint <dir> picks a checkpoint explicitly.)"
+            "help": "When output_dir already holds a run, resume from its last complete checkpoint-* instead of "
+            "refusing; with no checkpoint, say so and start a new run. (--resume_from_checkpoint <dir> picks a "
+            "checkpoint explicitly.)"
         },
     )
     dry_run: bool = field(
@@ -319,13 +322,30 @@ def find_existing_run(output_dir: str | os.PathLike) -> list[str]:
     return found
 
 
+def _wants_resume(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig) -> bool:
+    explicit = training_args.resume_from_checkpoint
+    return bool(script_args.resume or (explicit and str(explicit).lower() in ("true", "last")))
+
+
+def _incomplete_checkpoints(output_dir: str | os.PathLike) -> list[str]:
+    from ..trainer import is_complete_checkpoint
+
+    path = Path(output_dir)
+    found = (
+        [p for p in path.glob("checkpoint-*") if p.is_dir() and not is_complete_checkpoint(p)] if path.is_dir() else []
+    )
+    return sorted((p.name for p in found), key=lambda n: (len(n), n))
+
+
 def resolve_resume(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig) -> str | None:
     """Decide between a fresh start and a resume; never let a new run overwrite an old one silently.
 
-    Returns the checkpoint to resume from, or `None` for a fresh start. Raises [`CLIError`] when `output_dir` holds a
-    run and no resume was asked for, or when a resume was asked for but there is nothing to resume from.
+    Returns the checkpoint to resume from (the last complete `checkpoint-*`: one whose save was interrupted is
+    skipped), or `None` for a fresh start; with `--resume true` and no checkpoint that is a fresh start too, which
+    [`resume_note`] announces. Raises [`CLIError`] when `output_dir` holds a run and no resume was asked for, or when
+    asked to resume a finished run that left no checkpoint.
     """
-    from transformers.trainer_utils import get_last_checkpoint
+    from ..trainer import last_complete_checkpoint
 
     output_dir = training_args.output_dir
     explicit = training_args.resume_from_checkpoint
@@ -333,25 +353,45 @@ def resolve_resume(script_args: GRPOScriptArguments, training_args: PassKGRPOCon
         if not Path(explicit).is_dir():
             raise CLIError(f"resume_from_checkpoint={explicit!r} is not a directory.")
         return str(explicit)
-    wants_resume = script_args.resume or (explicit and str(explicit).lower() in ("true", "last"))
     found = find_existing_run(output_dir)
     if not found:
         return None  # fresh start (a `resume: true` recipe starts fresh the first time)
     shown = ", ".join(found[-4:]) if len(found) <= 4 else f"{found[0]}, ..., " + ", ".join(found[-3:])
-    if not wants_resume:
+    if not _wants_resume(script_args, training_args):
         raise CLIError(
             f"output_dir {output_dir!r} already holds a training run ({shown}); refusing to overwrite it.\n"
             f"  - to continue it: add --resume true (or `resume: true` in the recipe), or pick a checkpoint with "
             f"--resume_from_checkpoint {os.path.join(output_dir, 'checkpoint-N')};\n"
             "  - to start a new run: pass another --output_dir (or delete that directory yourself)."
         )
-    last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-    if last is None:
+    last = last_complete_checkpoint(output_dir)
+    if last is None and _run_status(output_dir) == "completed":
         raise CLIError(
-            f"asked to resume, but output_dir {output_dir!r} has no checkpoint-* directory to resume from (it holds "
-            f"{shown}: a finished or interrupted run). Pass another --output_dir to start a new run."
+            f"asked to resume, but output_dir {output_dir!r} holds a finished run ({shown}) and no checkpoint-* to "
+            "resume from. Pass another --output_dir to start a new run."
         )
     return last
+
+
+def _run_status(output_dir: str | os.PathLike) -> str | None:
+    try:
+        return json.loads((Path(output_dir) / METRICS_FILE).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def resume_note(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, resume: str | None) -> str | None:
+    """One line saying what a resume will do, when it is not the plain "resume from checkpoint-N"."""
+    incomplete = _incomplete_checkpoints(training_args.output_dir)
+    skipped = f" ({', '.join(incomplete)} skipped: its save was interrupted)" if incomplete else ""
+    if resume is None and _wants_resume(script_args, training_args):
+        return (
+            f"--resume true: no complete checkpoint-* in {training_args.output_dir}{skipped}; nothing to resume, "
+            "starting a new run from step 0."
+        )
+    if resume is not None and skipped:
+        return f"resuming from {resume}{skipped}."
+    return None
 
 
 def validate(script_args, training_args, model_args) -> dict[str, Any]:
@@ -393,6 +433,9 @@ def validate(script_args, training_args, model_args) -> dict[str, Any]:
         summary["quantization"] = quant + (" double-quant" if model_args.use_bnb_nested_quant else "")
     resume = resolve_resume(script_args, training_args)
     summary["start"] = f"resume from {resume}" if resume else f"fresh run in {training_args.output_dir}"
+    note = resume_note(script_args, training_args, resume)
+    if note:
+        summary["start"] += f" ({note})"
     return summary
 
 
@@ -535,16 +578,21 @@ def plot_training_curves(log_history: list[dict], path: str, title: str = "") ->
     return path
 
 
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """Turn SIGTERM (a scheduler's preemption, `kill`) into KeyboardInterrupt during training, so the save-on-interrupt
-    path runs. Only possible in the main thread; elsewhere this does nothing."""
+    """Turn SIGTERM (a scheduler's preemption, `kill`) into KeyboardInterrupt, so that it is handled exactly like
+    Ctrl-C: from model loading and the before-training evaluation to the end of the run. Only possible in the main
+    thread; elsewhere this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise KeyboardInterrupt(SIGTERM_MESSAGE)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -555,16 +603,18 @@ def _sigterm_as_interrupt():
 
 def _save_after_failure(trainer, output_dir: str, record: dict, error: BaseException) -> None:
     """Save the adapter/model, trainer_state.json and metrics.json of a run stopped by `error`; never raises."""
-    record.update(status=f"interrupted ({type(error).__name__})", log_history=trainer.state.log_history)
+    stopped_by = "SIGTERM" if str(error) == SIGTERM_MESSAGE else type(error).__name__
+    record.update(status=f"interrupted ({stopped_by})", log_history=trainer.state.log_history)
     record["global_step"] = trainer.state.global_step
     try:
         trainer.save_model(output_dir)  # writes on the main process only
         trainer.save_state()
         if not trainer.accelerator.is_main_process:
             return
-        write_metrics(output_dir, record)
+        write_metrics(output_dir, {key: value for key, value in record.items() if key != "stage"})
+        record["saved"] = True
         print(
-            f"\n[trl-passk] training stopped by {type(error).__name__} at step {trainer.state.global_step}: saved the "
+            f"\n[trl-passk] training stopped by {stopped_by} at step {trainer.state.global_step}: saved the "
             f"model/adapter and {METRICS_FILE} to {output_dir}.",
             file=sys.stderr,
         )
@@ -613,8 +663,14 @@ def evaluate_held_out(trainer, dataset, success_func, script_args, training_args
     return results
 
 
-def train(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, model_args: ModelConfig) -> dict:
-    """Train (and evaluate) as configured; returns the metrics record written to `metrics.json`."""
+def train(
+    script_args: GRPOScriptArguments,
+    training_args: PassKGRPOConfig,
+    model_args: ModelConfig,
+    record: dict | None = None,
+) -> dict:
+    """Train (and evaluate) as configured; returns the metrics record written to `metrics.json` (filled into `record`
+    when given, so that a caller sees how far an interrupted run got: its `stage`, `global_step`, `saved`)."""
     import torch
     from trl import get_peft_config, get_quantization_config
 
@@ -625,10 +681,14 @@ def train(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, mode
     from ..trainer import reward_func_name
 
     t_start = time.perf_counter()
-    record: dict[str, Any] = {"status": "running", "output_dir": training_args.output_dir}
+    record = {} if record is None else record
+    record.update(status="running", output_dir=training_args.output_dir, stage="setup")
 
     # ---- fresh start or resume (never overwrite a run silently)
     resume = resolve_resume(script_args, training_args)
+    note = resume_note(script_args, training_args, resume)
+    if note and _is_main_process():
+        print(f"[trl-passk] {note}", flush=True)
 
     # ---- data
     dataset = load_data(script_args)
@@ -638,6 +698,14 @@ def train(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, mode
         raise CLIError(
             f"eval_before_after needs a held-out split {script_args.dataset_test_split!r} (splits: {list(dataset)}); "
             "set --dataset_test_split, or add test_size=N to a reasoning_gym: source."
+        )
+    if eval_split is not None:  # held-out rows without a prompt or gold answer are skipped (and counted) too
+        from ..data import check_train_dataset
+
+        eval_split = check_train_dataset(
+            eval_split,
+            required_columns=[c for c in ("solution",) if c in eval_split.column_names],
+            name="held-out split",
         )
     if eval_split is not None and script_args.eval_max_problems:
         eval_split = eval_split.select(range(min(script_args.eval_max_problems, eval_split.num_rows)))
@@ -678,6 +746,7 @@ def train(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, mode
     record["num_processes"] = trainer.accelerator.num_processes
 
     # ---- evaluate before, train (saving on interruption), save, evaluate after
+    record["stage"] = "before training"
     if resume is None:
         record["eval_before"] = evaluate_held_out(
             trainer, eval_split, success_func, script_args, training_args, "before"
@@ -685,15 +754,16 @@ def train(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, mode
     else:
         trainer.accelerator.print(f"[trl-passk] resuming from {resume} (no 'before' evaluation on a resumed run)")
     record["resumed_from"] = resume
+    record["stage"] = "training"
     try:
-        with _sigterm_as_interrupt():
-            train_result = trainer.train(resume_from_checkpoint=resume)
+        train_result = trainer.train(resume_from_checkpoint=resume)
     except BaseException as error:
         _save_after_failure(trainer, training_args.output_dir, record, error)
         raise
     record["train"] = train_result.metrics
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
+    record.update(stage="after training", global_step=trainer.state.global_step, saved=True)
     record["eval_after"] = evaluate_held_out(trainer, eval_split, success_func, script_args, training_args, "after")
     record.update(
         status="completed",
@@ -701,10 +771,11 @@ def train(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, mode
         wall_time_s=round(time.perf_counter() - t_start, 1),
         log_history=trainer.state.log_history,
     )
+    record.pop("stage")
 
     # ---- outputs (main process)
     if trainer.accelerator.is_main_process:
-        path = write_metrics(training_args.output_dir, record)
+        path = write_metrics(training_args.output_dir, {k: v for k, v in record.items() if k != "saved"})
         print(f"[trl-passk] saved the model/adapter and {path}", flush=True)
         if script_args.plot:
             title = (
@@ -724,8 +795,34 @@ def train(script_args: GRPOScriptArguments, training_args: PassKGRPOConfig, mode
     return record
 
 
+def interrupt_message(output_dir: str | None, record: dict, error: BaseException) -> str:
+    """What an interrupted run saved and what `--resume true` will do, from what is on disk (one or two lines)."""
+    from ..trainer import last_complete_checkpoint
+
+    cause = "SIGTERM" if str(error) == SIGTERM_MESSAGE else "interrupted"
+    stage, step = record.get("stage"), record.get("global_step")
+    last = last_complete_checkpoint(output_dir) if output_dir else None
+    if stage == "training" and record.get("saved"):
+        saved = f"saved the model/adapter of step {step} and {METRICS_FILE} to {output_dir}"
+    elif stage == "training":
+        saved = "saving the model/adapter failed (see above)"
+    elif stage == "after training":
+        saved = f"training had finished: the model/adapter of step {step} is saved in {output_dir}"
+    else:
+        saved = f"nothing was saved (training had not started{f': {stage}' if stage else ''})"
+    if last is not None:
+        last_step = int(last.rsplit("-", 1)[1])
+        lost = f"step {step} is" if step == last_step + 1 else f"steps {last_step + 1}-{step} are"
+        again = f"; {lost} trained again" if step and step > last_step else ""
+        resume = f"--resume true continues from {last} (step {last_step}){again}"
+    else:
+        resume = "there is no checkpoint to continue from: --resume true (or the same command) starts from step 0"
+    return f"[trl-passk] {cause}: {saved}.\n[trl-passk] {resume}."
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `trl-passk grpo`; returns the exit status (2 for configuration errors)."""
+    """Entry point of `trl-passk grpo`; returns the exit status (2 for configuration errors, 130 after Ctrl-C, 143
+    after SIGTERM)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--help-all" in argv:
         make_parser().print_help()
@@ -733,20 +830,25 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in argv or "--help" in argv:
         print(short_help(), end="")
         return 0
+    record: dict[str, Any] = {}
+    output_dir = None
     try:
-        script_args, training_args, model_args, notes = parse_args(argv)
-        summary = validate(script_args, training_args, model_args)
-        if script_args.dry_run:
-            print(resolved_configuration(script_args, training_args, model_args, summary, notes), end="")
-            print("[trl-passk] dry run: the recipe is valid; nothing was loaded or trained.")
-            return 0
-        train(script_args, training_args, model_args)
+        with _sigterm_as_interrupt():
+            script_args, training_args, model_args, notes = parse_args(argv)
+            output_dir = training_args.output_dir
+            summary = validate(script_args, training_args, model_args)
+            if script_args.dry_run:
+                print(resolved_configuration(script_args, training_args, model_args, summary, notes), end="")
+                print("[trl-passk] dry run: the recipe is valid; nothing was loaded or trained.")
+                return 0
+            train(script_args, training_args, model_args, record)
     except CLIError as error:
         print(f"trl-passk grpo: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("[trl-passk] interrupted. Continue with --resume true (from the last checkpoint-*).", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        if _is_main_process():
+            print(interrupt_message(output_dir, record, error), file=sys.stderr)
+        return 143 if str(error) == SIGTERM_MESSAGE else 130
     return 0
 
 
