@@ -681,33 +681,46 @@ def pareto_plot(tables: dict, path: str, k: int, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(tables), figsize=(6.2 * len(tables), 5.6), squeeze=False)
+    # Row 0: every point; row 1: the same, zoomed on pass1 training's neighbourhood, where most objectives land.
+    fig, axes = plt.subplots(2, len(tables), figsize=(6.2 * len(tables), 10.4), squeeze=False)
     markers = "osD^v<>phX*P"
-    for ax, (setting, table) in zip(axes[0], tables.items()):
-        for scale, style in (("", "-"), ("(objective)", "--")):
-            names = [f"λ={lam:g}{scale}" for lam in LAMBDA_SWEEP]
-            xs = [table[n]["pass1"][0] for n in names]
-            ys = [table[n]["passk"][0] for n in names]
-            ax.plot(xs, ys, style, color="grey", lw=1, zorder=1, label=f"λ sweep {scale or '(advantage)'}")
-            ax.errorbar(
-                xs, ys, xerr=[table[n]["pass1"][1] for n in names], yerr=[table[n]["passk"][1] for n in names],
-                fmt="none", ecolor="grey", elinewidth=0.8, zorder=1,
-            )  # fmt: skip
-            for lam, x, y in zip(LAMBDA_SWEEP, xs, ys):
-                ax.annotate(f"{lam:g}", (x, y), fontsize=7, color="grey", xytext=(3, -9), textcoords="offset points")
-        for i, name in enumerate(PARETO_NAMED):
-            r = table[name]
-            ax.errorbar(
-                r["pass1"][0], r["passk"][0], xerr=r["pass1"][1], yerr=r["passk"][1], fmt=markers[i % len(markers)],
-                color=f"C{i % 10}", ms=6, capsize=2, label=name, zorder=2, alpha=0.85,
-            )  # fmt: skip
+    colors = plt.get_cmap("tab20").colors
+    for col, (setting, table) in enumerate(tables.items()):
         p1, pk = table["pass1"], table["passk/analytic"]
-        ax.axvline(p1["pass1"][0] - 1.0, color="k", lw=0.6, ls=":")
-        ax.axhline(p1["passk"][0] + 0.5 * pk["d_passk"][0], color="k", lw=0.6, ls=":")
-        ax.set_xlabel("exact pass@1 at the end (points)")
-        ax.set_ylabel(f"exact pass@{k} at the end (points)")
-        ax.set_title(f"{setting}{title}: goal region = right of / above the dotted lines")
-        ax.grid(alpha=0.3)
+        for row in range(2):
+            ax = axes[row, col]
+            for scale, style in (("", "-"), ("(objective)", "--")):
+                names = [f"λ={lam:g}{scale}" for lam in LAMBDA_SWEEP]
+                xs = [table[n]["pass1"][0] for n in names]
+                ys = [table[n]["passk"][0] for n in names]
+                ax.plot(xs, ys, style, color="grey", lw=1, zorder=1, label=f"λ sweep {scale or '(advantage)'}")
+                ax.errorbar(
+                    xs, ys, xerr=[table[n]["pass1"][1] for n in names], yerr=[table[n]["passk"][1] for n in names],
+                    fmt="none", ecolor="grey", elinewidth=0.8, zorder=1,
+                )  # fmt: skip
+                for lam, x, y in zip(LAMBDA_SWEEP, xs, ys):
+                    ax.annotate(
+                        f"{lam:g}", (x, y), fontsize=7, color="grey", xytext=(3, -9), textcoords="offset points"
+                    )
+            for i, name in enumerate(PARETO_NAMED):
+                r = table[name]
+                ax.errorbar(
+                    r["pass1"][0], r["passk"][0], xerr=r["pass1"][1], yerr=r["passk"][1], fmt=markers[i % len(markers)],
+                    color=colors[(2 * i) % 20 if i < 10 else 2 * (i - 10) + 1], ms=6, capsize=2, label=name, zorder=2,
+                    alpha=0.85,
+                )  # fmt: skip
+            ax.axvline(p1["pass1"][0] - 1.0, color="k", lw=0.6, ls=":")
+            ax.axhline(p1["passk"][0] + 0.5 * pk["d_passk"][0], color="k", lw=0.6, ls=":")
+            ax.set_xlabel("exact pass@1 at the end (points)")
+            ax.set_ylabel(f"exact pass@{k} at the end (points)")
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(f"{setting}{title}: goal region = right of / above the dotted lines", fontsize=10)
+            else:
+                x0, y0 = p1["pass1"][0], p1["passk"][0]
+                ax.set_xlim(x0 - 4, x0 + 1)
+                ax.set_ylim(y0 - 0.5, y0 + max(0.5 * pk["d_passk"][0], 0) + 1)
+                ax.set_title(f"{setting}: zoom on pass1 training's neighbourhood", fontsize=10)
     axes[0][0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
