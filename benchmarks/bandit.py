@@ -1,6 +1,7 @@
 """Objectives testbed: the pass@1 / pass@k trade-off on a multi-prompt softmax bandit, and the interference filter.
 
     python benchmarks/bandit.py [--seeds 5] [--steps 150] [--settings interfering benign mixed] [--plot PATH]
+        [--pareto PATH] [--objectives NAME ...] [--optimizer sgd|adam --lr LR]
 
 A policy with shared parameters over P prompts: prompt x has a feature vector phi_x, logits = W phi_x over A actions,
 one correct action a*_x, so p(x) = pi(a*_x | x), pass@1 = E_x p(x), pass@k = E_x[1 - (1 - p(x))^k] and the
@@ -33,17 +34,23 @@ Settings (three prompt groups each):
 
 Every objective trains from the same init with sampled groups (G actions per prompt, every prompt every step),
 REINFORCE surrogate mean(A * log pi(a|x)) and plain SGD (same lr and step count for all; `--optimizer adam`
-for the sensitivity check in docs/results.md): pass1 (TRL's grpo), passk with
-each estimator (analytic, full, bootstrap, pkpo), hybrid lambda = 0.7 (analytic), combination (analytic) and hybrid +
-filter, where `interference_stats` on the EXACT kernel K = [<grad p(x), grad p(x')>] of the current policy (every
-step) flags prompts with negative self-excluded agreement and `filter_advantages(mode="filter")` keeps only their pass@1
-share. `hybrid+filter (sampled)` does the same from the trainer's estimate grad p(x) ~ (1/G) sum_i A1_i grad log pi
-and p(x) ~ c/G (no sketch: the parameter is tiny).
+for the sensitivity check in docs/results.md). The objectives (`OBJECTIVES`, all through the library's `passk_step`):
+pass1 (TRL's grpo); passk with each estimator (analytic, full, bootstrap, pkpo, maxrl); hybrid lambda = 0.7 at
+advantage scale (GRPO + analytic, Barakat et al.'s mix) and at objective scale (RLOO + pkpo: the expected update is
+grad(0.7 J_1 + 0.3 J_k)); combination (analytic); staged (lambda 0 then 1 at half of training, both scales: the
+recipe config_staged_lora.yaml); adaptive (`hybrid_adaptive="success_rate"`, lambda(x) = p(x), both scales); the
+lambda sweep 0, 0.25, 0.5, 0.75, 1 at both scales; and hybrid + filter, where `interference_stats` on the EXACT kernel
+K = [<grad p(x), grad p(x')>] of the current policy (every step) flags prompts with negative self-excluded agreement
+and `filter_advantages(mode="filter")` keeps only their pass@1 share. `hybrid+filter (sampled)` does the same from the
+trainer's estimate grad p(x) ~ (1/G) sum_i A1_i grad log pi and p(x) ~ c/G (no sketch: the parameter is tiny).
 
 Reported: exact pass@1 / pass@k at the end, mean and 95 % t-interval over seeds; gaps against pass1 training are paired
 by seed. The exact alignment cos(grad J_k, grad J_1) of the current policy is recorded along training.
+The issue's goal (pass@k gain >= half of passk-only's, pass@1 within 1 point of pass1 training) is checked for every
+objective in every setting, and a pass@1-pass@k Pareto plot is written (`--pareto`, docs/pareto.png). In `mixed` the
+script also prints the private margin (`private_margin`) that the goal needs and the largest any objective reached.
 Last line: `hybrid_filter_pass1_gap: X` (interfering: pass@1 of hybrid+filter minus pass@1 of pass1 training, points),
-after `mixed_hybrid_filter_pass1_gap` and `mixed_hybrid_filter_passk_gain_frac` (its pass@k gain / passk-only's).
+after `mixed_goal_met_by`, `mixed_hybrid_filter_pass1_gap` and `mixed_hybrid_filter_passk_gain_frac`.
 """
 
 from __future__ import annotations
@@ -173,18 +180,56 @@ def make_bandit(
 # ---------------------------------------------------------------------------------------------------------------------
 # objectives
 
-# name -> (objective, pass@k estimator, estimator options, interference diagnostic: None | "exact" | "sampled")
+
+@dataclass(frozen=True)
+class Objective:
+    """One row of the benchmark: the library settings (`passk_step` arguments) and the interference diagnostic.
+
+    Attributes:
+        objective (`str`): ``"pass1"``, ``"passk"``, ``"hybrid"`` or ``"combination"``.
+        estimator (`str`): the pass@k estimator.
+        lam (`float`): ``hybrid_lambda`` (the final value under a schedule).
+        lam_start (`float`, *optional*): staged schedule: ``lam_start`` for the first half of training, ``lam`` after
+            (``PassKGRPOConfig(hybrid_lambda_schedule="step", hybrid_lambda_start=lam_start, hybrid_lambda=lam)``).
+        scale (`str`): ``hybrid_scale``: ``"advantage"`` (GRPO's A_1) or ``"objective"`` (RLOO's A_1).
+        adaptive (`str`): ``hybrid_adaptive``.
+        diagnostic (`str`, *optional*): the interference filter's gradients, ``"exact"`` or ``"sampled"``.
+    """
+
+    objective: str
+    estimator: str = "analytic"
+    lam: float = 0.7
+    lam_start: float | None = None
+    scale: str = "advantage"
+    adaptive: str = "off"
+    diagnostic: str | None = None
+
+    def lam_at(self, progress: float) -> float:
+        return self.lam if self.lam_start is None or progress >= 0.5 else self.lam_start
+
+
+LAMBDA_SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0)
+
 OBJECTIVES = {
-    "pass1": ("pass1", None, {}, None),
-    "passk/analytic": ("passk", "analytic", {}, None),
-    "passk/full": ("passk", "full", {}, None),
-    "passk/bootstrap": ("passk", "bootstrap", {}, None),
-    "passk/pkpo": ("passk", "pkpo", {}, None),
-    "hybrid": ("hybrid", "analytic", {}, None),
-    "combination": ("combination", "analytic", {}, None),
-    "hybrid+filter": ("hybrid", "analytic", {}, "exact"),
-    "hybrid+filter(sampled)": ("hybrid", "analytic", {}, "sampled"),
+    "pass1": Objective("pass1"),
+    "passk/analytic": Objective("passk", "analytic"),
+    "passk/full": Objective("passk", "full"),
+    "passk/bootstrap": Objective("passk", "bootstrap"),
+    "passk/pkpo": Objective("passk", "pkpo"),
+    "passk/maxrl": Objective("passk", "maxrl"),
+    "hybrid": Objective("hybrid", "analytic"),  # advantage scale, lambda 0.7 (Barakat et al.'s mix of advantages)
+    "hybrid(objective)": Objective("hybrid", "pkpo", scale="objective"),  # grad(0.7 J_1 + 0.3 J_k)
+    "combination": Objective("combination", "analytic"),
+    "staged": Objective("hybrid", "analytic", lam=1.0, lam_start=0.0),  # recipes/.../config_staged_lora.yaml
+    "staged(objective)": Objective("hybrid", "pkpo", lam=1.0, lam_start=0.0, scale="objective"),
+    "adaptive": Objective("hybrid", "analytic", lam=0.0, adaptive="success_rate"),
+    "adaptive(objective)": Objective("hybrid", "pkpo", lam=0.0, scale="objective", adaptive="success_rate"),
+    "hybrid+filter": Objective("hybrid", "analytic", diagnostic="exact"),
+    "hybrid+filter(sampled)": Objective("hybrid", "analytic", diagnostic="sampled"),
 }
+for _lam in LAMBDA_SWEEP:  # the lambda sweep, both scales (lambda = 1: GRPO / RLOO pass@1; 0: analytic / pkpo pass@k)
+    OBJECTIVES[f"λ={_lam:g}"] = Objective("hybrid", "analytic", lam=_lam)
+    OBJECTIVES[f"λ={_lam:g}(objective)"] = Objective("hybrid", "pkpo", lam=_lam, scale="objective")
 
 
 def sampled_prompt_grads(bandit: Bandit, W: torch.Tensor, actions: torch.Tensor, pass1: torch.Tensor):
@@ -200,28 +245,34 @@ def sampled_prompt_grads(bandit: Bandit, W: torch.Tensor, actions: torch.Tensor,
     return torch.stack(rows).reshape(bandit.num_prompts, -1)
 
 
-def objective_step(name: str, rewards: torch.Tensor, k: int, generator: torch.Generator | None = None):
-    """The library's `passk_step` for objective `name` on 0/1 rewards `(P, G)` (one reward function, weight 1)."""
-    objective, estimator, options, _ = OBJECTIVES[name]
+def objective_step(
+    name: str, rewards: torch.Tensor, k: int, generator: torch.Generator | None = None, progress: float = 0.0
+):
+    """The library's `passk_step` for objective `name` on 0/1 rewards `(P, G)` (one reward function, weight 1), at
+    `progress` (fraction of training done) for the staged schedule."""
+    spec = OBJECTIVES[name]
     return passk_step(
         rewards.reshape(-1, 1),
-        torch.ones(1),
+        torch.ones(1, dtype=rewards.dtype),
         num_generations=rewards.shape[1],
         k=k,
-        objective=objective,
-        estimator=estimator or "analytic",
-        estimator_kwargs=options,
-        hybrid_lambda=0.7,
+        objective=spec.objective,
+        pass1_estimator="rloo" if spec.scale == "objective" else "grpo",
+        estimator=spec.estimator,
+        hybrid_lambda=spec.lam_at(progress),
+        hybrid_adaptive=spec.adaptive,
         generator=generator,
     )
 
 
-def objective_advantages(name, bandit, W, actions, rewards, k, generator, threshold=0.0, return_mask=False):
+def objective_advantages(
+    name, bandit, W, actions, rewards, k, generator, threshold=0.0, return_mask=False, progress=0.0
+):
     """`(P, G)` advantages of objective `name` for one step, and the number of prompts the filter flagged (the `(P,)`
     bool mask instead if `return_mask`)."""
-    step = objective_step(name, rewards, k, generator)
+    step = objective_step(name, rewards, k, generator, progress)
     adv, pass1 = step.advantages.view_as(step.pass1), step.pass1
-    diagnostic = OBJECTIVES[name][3]
+    diagnostic = OBJECTIVES[name].diagnostic
     if diagnostic is None:
         return adv, torch.zeros(bandit.num_prompts, dtype=torch.bool) if return_mask else 0
     if diagnostic == "exact":
@@ -240,11 +291,12 @@ def expected_coefficients(p: torch.Tensor, name: str, G: int, k: int) -> torch.T
     Exact expectation over the number of correct samples c ~ Binomial(G, p): in a bandit with one correct action,
     E[grad log pi(y) | y correct] = grad p / p and E[grad log pi(y) | y wrong] = -grad p / (1 - p), and the
     advantage of each sample depends only on c, so the expected sum over a group of sum_i A_i grad log pi(y_i) is
-    sum_c P(c) (c A_pos(c) / p - (G - c) A_neg(c) / (1 - p)) grad p. Deterministic estimators only (no filter).
+    sum_c P(c) (c A_pos(c) / p - (G - c) A_neg(c) / (1 - p)) grad p. Deterministic estimators only (no filter, no
+    schedule).
     """
-    _, estimator, _, diagnostic = OBJECTIVES[name]
-    if estimator in RANDOM_ESTIMATORS or diagnostic is not None:
-        raise ValueError(f"expected_coefficients needs a deterministic objective without filter, got {name!r}.")
+    spec = OBJECTIVES[name]
+    if spec.estimator in RANDOM_ESTIMATORS or spec.diagnostic is not None or spec.lam_start is not None:
+        raise ValueError(f"expected_coefficients needs a deterministic, unscheduled objective, got {name!r}.")
     c = torch.arange(G + 1)
     rewards = (torch.arange(G)[None, :] < c[:, None]).double()  # row c: c successes first
     adv = objective_step(name, rewards, k).advantages.view_as(rewards)
@@ -263,6 +315,23 @@ def expected_rates(bandit: Bandit, W: torch.Tensor, name: str, G: int = 8, k: in
     ``K c / (P G)`` with `c` from :func:`expected_coefficients` (the loss is a mean over P G samples)."""
     p = bandit.success_prob(W).detach()
     return bandit.kernel(W) @ expected_coefficients(p, name, G, k) / (bandit.num_prompts * G)
+
+
+def private_margin(bandit: Bandit, W: torch.Tensor) -> float:
+    """Mean over (conflict, easy) prompt pairs of ``m_c + m_e``, where ``m_c = l_1(c) - l_0(c)`` is the conflict
+    prompt's margin for its correct action 1 and ``m_e = l_0(e) - l_1(e)`` the easy prompt's for action 0 (``l`` the
+    logits). Both prompts have the same shared feature, so ``m_c + m_e = (W_1 - W_0) . (phi_c - phi_e)`` involves only
+    their private coordinates: it is the part of the two margins that pass@1 and pass@k do not have to trade. 0 at
+    init; NaN in settings without conflict prompts (``interfering`` calls them ``hard``)."""
+    conflict = [
+        i for i, g in enumerate(bandit.group) if g in ("conflict",) or (g == "hard" and bandit.correct[i] == 1)
+    ]
+    easy = [i for i, g in enumerate(bandit.group) if g == "easy"]
+    if not conflict:
+        return math.nan
+    d = W[1] - W[0]  # (D,)
+    diff = bandit.phi[conflict][:, None, :] - bandit.phi[easy][None, :, :]  # (C, E, D)
+    return (diff @ d).mean().item()
 
 
 def train(
@@ -293,7 +362,9 @@ def train(
         with torch.no_grad():
             actions = bandit.sample(W, G, gen)  # (P, G)
             rewards = (actions == bandit.correct[:, None]).double()  # (P, G)
-        adv, flagged = objective_advantages(name, bandit, W, actions, rewards, k, gen, threshold, return_mask=True)
+        adv, flagged = objective_advantages(
+            name, bandit, W, actions, rewards, k, gen, threshold, return_mask=True, progress=step / steps
+        )
         flagged_count += flagged
         logp = bandit.log_probs(W).gather(1, actions)  # (P, G)
         loss = -(adv.to(logp) * logp).mean()
@@ -304,6 +375,7 @@ def train(
     curve["flagged_frac"] = flagged_count.sum().item() / (steps * bandit.num_prompts)
     curve["flagged_by_prompt"] = flagged_count / steps
     curve["final_p"] = bandit.success_prob(W).detach()
+    curve["private_margin"] = private_margin(bandit, W.detach())
     return curve
 
 
@@ -368,7 +440,7 @@ def run_setting(setting: str, args) -> dict:
     for grp in dict.fromkeys(bandit.group):
         print(f"  {grp:8s} " + " / ".join(f"{1e3 * diag[grp]['rate'][name]:+.3f}" for name in RATE_OBJECTIVES))
     runs = {}
-    for name in OBJECTIVES:
+    for name in args.objectives or OBJECTIVES:
         runs[name] = [
             train(
                 bandit,
@@ -407,6 +479,7 @@ def summarise(result: dict, k: int) -> dict:
             cos_final=sum(r["cos"][-1] for r in rs) / len(rs),
             flagged=sum(r["flagged_frac"] for r in rs) / len(rs),
             group_p={g: sum(r["final_p"][idx].mean().item() for r in rs) / len(rs) for g, idx in groups.items()},
+            private_margin=mean_ci([r["private_margin"] for r in rs]),
             group_flagged={
                 g: sum(r["flagged_by_prompt"][idx].mean().item() for r in rs) / len(rs) for g, idx in groups.items()
             },
@@ -438,15 +511,39 @@ def print_group_table(setting: str, rows: dict, init: dict) -> None:
     groups = list(next(iter(rows.values()))["group_p"])
     print(f"\n{setting}: exact p at the end by prompt group, mean over seeds (init p; fraction of steps flagged)")
     header = f"| {'objective':24s} | " + " | ".join(f"{g:>15s}" for g in groups) + " |"
+    header = header + " private margin |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    print(f"| {'init':24s} | " + " | ".join(f"{init[g]['p']:15.3f}" for g in groups) + " |")
+    print(f"| {'init':24s} | " + " | ".join(f"{init[g]['p']:15.3f}" for g in groups) + f" | {0.0:14.2f} |")
     for name, r in rows.items():
         cells = [
-            f"{r['group_p'][g]:.3f} ({r['group_flagged'][g]:.2f})" if OBJECTIVES[name][3] else f"{r['group_p'][g]:.3f}"
+            f"{r['group_p'][g]:.3f} ({r['group_flagged'][g]:.2f})"
+            if OBJECTIVES[name].diagnostic
+            else f"{r['group_p'][g]:.3f}"
             for g in groups
         ]
-        print(f"| {name:24s} | " + " | ".join(f"{c:>15s}" for c in cells) + " |")
+        margin = f"{fmt(r['private_margin']).strip():>14s}"
+        print(f"| {name:24s} | " + " | ".join(f"{c:>15s}" for c in cells) + f" | {margin} |")
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def required_private_margin(bandit: Bandit, rows: dict, k: int, gain: float) -> tuple[float, float, float]:
+    """The smallest private margin (see :func:`private_margin`) at which the goal can hold, for equal p within each
+    group: the conflict prompts must reach p_c with ``(n_c / P)(1 - (1 - p_c)^k) >= gain`` (pass@k gain over pass1
+    training, whose conflict prompts end at p = 0 and whose other prompts are at pass@k ~ 1), and the easy prompts
+    p_e with pass@1 at most 1 point below pass1 training's (skill prompts as under pass1 training). A softmax gives
+    ``p_c <= sigmoid(m_c)`` and ``p_e <= sigmoid(m_e)``, so ``m_c + m_e >= logit(p_c) + logit(p_e)``.
+    Returns ``(margin, p_c, p_e)``."""
+    n = {g: bandit.group.count(g) for g in ("easy", "conflict", "skill")}
+    P = bandit.num_prompts
+    p_c = 1 - (1 - gain * P / n["conflict"]) ** (1 / k)
+    ref = rows["pass1"]["group_p"]
+    pass1_ref = (n["easy"] * ref["easy"] + n["conflict"] * ref["conflict"] + n["skill"] * ref["skill"]) / P
+    p_e = (P * (pass1_ref - 0.01) - n["conflict"] * p_c - n["skill"] * ref["skill"]) / n["easy"]
+    return logit(p_c) + logit(p_e), p_c, p_e
 
 
 def goal_checks(table: dict, init: dict, k: int, conflict: str, others: list[str]) -> tuple[list, float, float]:
@@ -497,6 +594,39 @@ def goal_checks(table: dict, init: dict, k: int, conflict: str, others: list[str
     return checks, gap, frac
 
 
+PASSK_ONLY = ("passk/analytic", "passk/full", "passk/bootstrap", "passk/pkpo")
+
+
+def pareto_goal(table: dict) -> tuple[list[str], dict]:
+    """The issue's goal on one setting, for every objective: pass@k gain (paired vs pass1 training) at least half of
+    passk-only's, and pass@1 no more than 1 point below pass1 training. Reference gains: passk/analytic (the goal
+    checks above) and the largest over the passk-only estimators. Returns the names that meet it against the larger
+    reference, and per objective ``(d_pass1, d_passk, meets_analytic, meets_best)``."""
+    ref_analytic = table["passk/analytic"]["d_passk"][0]
+    ref_best = max(table[n]["d_passk"][0] for n in PASSK_ONLY if n in table)
+    out = {}
+    for name, r in table.items():
+        d1, dk = r["d_pass1"][0], r["d_passk"][0]
+        out[name] = (d1, dk, d1 >= -1.0 and dk >= 0.5 * ref_analytic > 0, d1 >= -1.0 and dk >= 0.5 * ref_best > 0)
+    return [n for n, v in out.items() if v[3]], out
+
+
+def print_pareto_goal(setting: str, table: dict, k: int) -> list[str]:
+    met, rows = pareto_goal(table)
+    ref_a = table["passk/analytic"]["d_passk"][0]
+    ref_b = max(table[n]["d_passk"][0] for n in PASSK_ONLY if n in table)
+    print(
+        f"\ngoal ({setting}): Δpass@{k} >= half of passk-only's (analytic {ref_a:.1f} -> {0.5 * ref_a:.1f}; best "
+        f"{ref_b:.1f} -> {0.5 * ref_b:.1f}) with Δpass@1 >= -1.0"
+    )
+    for name, (d1, dk, ma, mb) in rows.items():
+        if ma or mb:
+            print(f"  MET  {name:24s} Δpass@1 {d1:+5.1f}  Δpass@{k} {dk:+5.1f}  (vs analytic {ma}, vs best {mb})")
+    if not any(v[2] or v[3] for v in rows.values()):
+        print("  met by none")
+    return [n for n, v in rows.items() if v[2]]
+
+
 def print_checks(setting: str, checks: list, p1: dict, k: int) -> None:
     print(f"\ngoal checks ({setting} setting; gains relative to pass1 training at equal samples):")
     for label, ok, detail in checks:
@@ -537,6 +667,67 @@ def plot(results: dict, path: str, k: int) -> None:
     print(f"\nplot: {path}")
 
 
+PARETO_NAMED = (
+    "pass1", "passk/analytic", "passk/pkpo", "passk/maxrl", "hybrid", "hybrid(objective)", "combination", "staged",
+    "staged(objective)", "adaptive", "adaptive(objective)", "hybrid+filter",
+)  # fmt: skip
+
+
+def pareto_plot(tables: dict, path: str, k: int, title: str = "") -> None:
+    """pass@1 (x) against pass@k (y) at the end of training, one panel per setting: each objective's mean with its
+    95 % t-interval on both axes; the lambda sweeps of both hybrid scales as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # Row 0: every point; row 1: the same, zoomed on pass1 training's neighbourhood, where most objectives land.
+    fig, axes = plt.subplots(2, len(tables), figsize=(6.2 * len(tables), 10.4), squeeze=False)
+    markers = "osD^v<>phX*P"
+    colors = plt.get_cmap("tab20").colors
+    for col, (setting, table) in enumerate(tables.items()):
+        p1, pk = table["pass1"], table["passk/analytic"]
+        for row in range(2):
+            ax = axes[row, col]
+            for scale, style in (("", "-"), ("(objective)", "--")):
+                names = [f"λ={lam:g}{scale}" for lam in LAMBDA_SWEEP]
+                xs = [table[n]["pass1"][0] for n in names]
+                ys = [table[n]["passk"][0] for n in names]
+                ax.plot(xs, ys, style, color="grey", lw=1, zorder=1, label=f"λ sweep {scale or '(advantage)'}")
+                ax.errorbar(
+                    xs, ys, xerr=[table[n]["pass1"][1] for n in names], yerr=[table[n]["passk"][1] for n in names],
+                    fmt="none", ecolor="grey", elinewidth=0.8, zorder=1,
+                )  # fmt: skip
+                for lam, x, y in zip(LAMBDA_SWEEP, xs, ys):
+                    ax.annotate(
+                        f"{lam:g}", (x, y), fontsize=7, color="grey", xytext=(3, -9), textcoords="offset points"
+                    )
+            for i, name in enumerate(PARETO_NAMED):
+                r = table[name]
+                ax.errorbar(
+                    r["pass1"][0], r["passk"][0], xerr=r["pass1"][1], yerr=r["passk"][1], fmt=markers[i % len(markers)],
+                    color=colors[(2 * i) % 20 if i < 10 else 2 * (i - 10) + 1], ms=6, capsize=2, label=name, zorder=2,
+                    alpha=0.85,
+                )  # fmt: skip
+            ax.axvline(p1["pass1"][0] - 1.0, color="k", lw=0.6, ls=":")
+            ax.axhline(p1["passk"][0] + 0.5 * pk["d_passk"][0], color="k", lw=0.6, ls=":")
+            ax.set_xlabel("exact pass@1 at the end (points)")
+            ax.set_ylabel(f"exact pass@{k} at the end (points)")
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(f"{setting}{title}: goal region = right of / above the dotted lines", fontsize=10)
+            else:
+                x0, y0 = p1["pass1"][0], p1["passk"][0]
+                ax.set_xlim(x0 - 4, x0 + 1)
+                ax.set_ylim(y0 - 0.5, y0 + max(0.5 * pk["d_passk"][0], 0) + 1)
+                ax.set_title(f"{setting}: zoom on pass1 training's neighbourhood", fontsize=10)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"pareto plot: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -548,8 +739,13 @@ def main() -> None:
     parser.add_argument("--private", type=float, default=0.3, help="scale of the per-prompt private feature")
     parser.add_argument("--threshold", type=float, default=0.0, help="filter flags agreement cos < threshold")
     parser.add_argument("--settings", nargs="+", default=["interfering", "benign", "mixed"])
+    parser.add_argument("--objectives", nargs="+", default=None, help="subset of OBJECTIVES (default: all)")
     parser.add_argument("--plot", default="docs/bandit.png", help="'' to skip")
+    parser.add_argument("--pareto", default="docs/pareto.png", help="pass@1-pass@k plot; '' to skip")
     args = parser.parse_args()
+    if args.objectives:  # a subset: the references of the goal checks always run; the full report needs every row
+        args.objectives = list(dict.fromkeys(["pass1", "passk/analytic", *args.objectives]))
+        args.plot = args.pareto = ""
 
     t0 = time.perf_counter()
     results, tables = {}, {}
@@ -560,12 +756,15 @@ def main() -> None:
         print_group_table(setting, tables[setting], results[setting]["init"])
     if args.plot:
         plot(results, args.plot, args.k)
+    if args.pareto:
+        pareto_plot(tables, args.pareto, args.k, f" ({args.optimizer}, lr {args.lr:g})")
+    met = {setting: print_pareto_goal(setting, table, args.k) for setting, table in tables.items()}
 
     gap, mixed = None, None
-    if "interfering" in tables:
+    if "interfering" in tables and not args.objectives:
         checks, gap, _ = goal_checks(tables["interfering"], results["interfering"]["init"], args.k, "hard", ["easy"])
         print_checks("interfering", checks, tables["interfering"]["pass1"], args.k)
-    if "mixed" in tables:
+    if "mixed" in tables and not args.objectives:
         init = results["mixed"]["init"]
         checks, mixed_gap, mixed_frac = goal_checks(tables["mixed"], init, args.k, "conflict", ["easy", "skill"])
         skill = init["skill"]["rate"]
@@ -582,6 +781,18 @@ def main() -> None:
         print_checks("mixed", checks, tables["mixed"]["pass1"], args.k)
         mixed = (mixed_gap, mixed_frac)
     print(f"\nruntime: {time.perf_counter() - t0:.1f} s")
+    gain = 0.5 * tables["mixed"]["passk/analytic"]["d_passk"][0] / 100 if "mixed" in tables else 0.0
+    if gain > 0:
+        rows = tables["mixed"]
+        need, p_c, p_e = required_private_margin(results["mixed"]["bandit"], rows, args.k, gain)
+        best = max(rows, key=lambda n: rows[n]["private_margin"][0])
+        print(
+            f"\nmixed: the goal (half of analytic's gain) needs conflict p >= {p_c:.3f} and easy p >= {p_e:.3f}, i.e. a "
+            f"private margin >= {need:.2f} logits; the largest reached is {rows[best]['private_margin'][0]:.2f} "
+            f"({best})"
+        )
+    if "mixed" in met:
+        print(f"mixed_goal_met_by: {', '.join(met['mixed']) or 'none'}")
     if mixed is not None:
         print(f"mixed_hybrid_filter_pass1_gap: {mixed[0]:.2f}")
         print(f"mixed_hybrid_filter_passk_gain_frac: {mixed[1]:.2f}")

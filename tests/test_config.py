@@ -45,6 +45,17 @@ def test_estimator_choices_come_from_the_registry():
         (dict(objective="hybrid", multi_objective_aggregation="normalize_then_sum"), "sum_then_normalize"),
         (dict(objective="hybrid", hybrid_scale="objective"), "passk_estimator='analytic'"),
         (dict(hybrid_scale="objectives"), "advantage, objective"),
+        (dict(hybrid_adaptive="success"), "off, success_rate"),
+        (
+            dict(
+                objective="hybrid",
+                hybrid_scale="objective",
+                passk_estimator="pkpo",
+                hybrid_adaptive="success_rate",
+                k=8,
+            ),
+            "needs k < num_generations",
+        ),
         (dict(hybrid_scale="objective", multi_objective_aggregation="normalize_then_sum"), "hybrid_scale='objective'"),
     ],
 )

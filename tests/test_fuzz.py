@@ -83,6 +83,7 @@ FIELD_VALUES = {
     "hybrid_lambda": st.floats(-0.5, 1.5),
     "hybrid_lambda_schedule": st.sampled_from(["constant", "linear", "step", "cosine"]),
     "hybrid_scale": st.sampled_from(["advantage", "objective", "normalised"]),
+    "hybrid_adaptive": st.sampled_from(["off", "success_rate", "interference"]),
     "hybrid_lambda_start": st.one_of(st.none(), st.floats(-0.5, 1.5)),
     "hybrid_lambda_schedule_ratio": st.floats(-0.5, 1.5),
     "k_schedule": st.sampled_from(["constant", "linear", "step"]),

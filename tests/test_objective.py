@@ -126,3 +126,63 @@ def test_advantage_scale_hybrid_weights_hard_prompts_by_its_normalisations():
     rloo = expected_weight_on_grad_p(G, 0.05, k=3, objective="hybrid", pass1_estimator="rloo", hybrid_lambda=1.0)
     assert rloo == pytest.approx(1.0, rel=1e-9) and grpo > 1.5
     assert expected_weight_on_grad_p(G, 0.02, k=3, objective="hybrid", hybrid_lambda=1.0) > grpo
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# hybrid_adaptive="success_rate": per-prompt lambda(x) = lambda + (1 - lambda) p(x)
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.7, 0.95])
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("G, k", [(6, 3), (5, 1), (5, 4)])
+def test_adaptive_hybrid_is_the_gradient_of_its_objective(p, lam, G, k):
+    settings = dict(k=k, objective="hybrid", pass1_estimator="rloo", estimator="pkpo", hybrid_lambda=lam)
+    got = expected_weight_on_grad_p(G, p, hybrid_adaptive="success_rate", **settings)
+    lam_x = lam + (1 - lam) * p  # the claimed per-prompt lambda
+    # d/dp [lam p + (1 - lam)(p^2/2 - k/(k+1) (1 - p)^(k+1))] = lam(x) + (1 - lam(x)) k (1 - p)^(k-1)
+    assert got == pytest.approx(lam_x + (1 - lam_x) * k * (1 - p) ** (k - 1), rel=1e-9)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.6])
+def test_adaptive_hybrid_shares_are_each_unbiased(p):
+    # The pass@1 share alone has expected weight lambda(x), the pass@k share (1 - lambda(x)) k (1 - p)^(k-1): what the
+    # interference filter keeps (w * A_1) is exactly the pass@1 part of the objective.
+    import itertools
+
+    G, k, lam = 6, 3, 0.4
+    outcomes = torch.tensor(list(itertools.product([0.0, 1.0], repeat=G)), dtype=torch.float64)
+    step = passk_step(
+        outcomes.reshape(-1, 1), torch.ones(1, dtype=torch.float64), num_generations=G, k=k, objective="hybrid",
+        pass1_estimator="rloo", estimator="pkpo", hybrid_lambda=lam, hybrid_adaptive="success_rate",
+    )  # fmt: skip
+    c = outcomes.sum(dim=1)
+    prob = p**c * (1 - p) ** (G - c)
+    score = torch.where(outcomes.bool(), torch.full_like(outcomes, 1 / p), torch.full_like(outcomes, -1 / (1 - p)))
+    w = step.pass1_weight[:, None]
+    share1 = float((prob * (w * step.pass1 * score).sum(dim=1) / G).sum())
+    sharek = float((prob * ((1 - w) * step.passk * score).sum(dim=1) / G).sum())
+    lam_x = lam + (1 - lam) * p
+    assert share1 == pytest.approx(lam_x, rel=1e-9)
+    assert sharek == pytest.approx((1 - lam_x) * k * (1 - p) ** (k - 1), rel=1e-9)
+    torch.testing.assert_close(w * step.pass1 + (1 - w) * step.passk, step.advantages.view(-1, G).double())
+    torch.testing.assert_close(step.pass1_weight, lam + (1 - lam) * c / G)
+
+
+def test_adaptive_hybrid_needs_k_below_the_group_size():
+    # (1 - p)^k has no unbiased estimate from G - 1 < k other samples: such groups get 0, never NaN.
+    step = passk_step(
+        SUCCESS.reshape(-1, 1), torch.ones(1, dtype=torch.float64), num_generations=4, k=4, objective="hybrid",
+        pass1_estimator="rloo", estimator="pkpo", hybrid_lambda=0.5, hybrid_adaptive="success_rate",
+    )  # fmt: skip
+    assert torch.isfinite(step.advantages).all() and not step.advantages.any()
+
+
+def test_adaptive_hybrid_at_advantage_scale_uses_the_plug_in_rate():
+    step = passk_step(
+        REWARDS, WEIGHTS, num_generations=4, k=2, objective="hybrid", hybrid_lambda=0.25,
+        hybrid_adaptive="success_rate", success_threshold=0.5,
+    )  # fmt: skip
+    w = 0.25 + 0.75 * torch.tensor([2 / 4, 0.0, 2 / 3], dtype=torch.float64)
+    torch.testing.assert_close(step.pass1_weight, w)
+    expected = w[:, None] * step.pass1 + (1 - w[:, None]) * step.passk
+    torch.testing.assert_close(step.advantages.view(3, 4).double(), expected, rtol=1e-6, atol=1e-6)

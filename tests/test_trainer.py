@@ -73,6 +73,8 @@ OBJECTIVE_CASES = [
     dict(objective="hybrid", k=2, hybrid_lambda_schedule="step", hybrid_lambda_start=0.0, hybrid_lambda=1.0),
     dict(objective="combination", k=2, exceeding_passk=True),
     dict(objective="hybrid", k=2, hybrid_scale="objective", passk_estimator="pkpo"),
+    dict(objective="hybrid", k=2, hybrid_scale="objective", passk_estimator="pkpo", hybrid_adaptive="success_rate"),
+    dict(objective="hybrid", k=2, hybrid_adaptive="success_rate"),
     dict(objective="passk", passk_estimator="maxrl"),
     dict(objective="passk", passk_estimator="pkpo", passk_reward="combined", k=2, reward="continuous"),
 ]
@@ -299,3 +301,21 @@ def test_seam_check_names_a_changed_method():
 
     with pytest.raises(ImportError, match=r"GRPOTrainer._calculate_rewards is \('self', 'inputs', 'prompts'"):
         _check_seam(Changed)
+
+
+def test_staged_recipe_trains_pass_at_k_then_pass_at_1(tiny_model_path, tmp_path):
+    # The named staged recipe's objective section, on the tiny model: pass@k only (weight of pass@1 = 0), then GRPO.
+    import pathlib
+
+    import yaml
+
+    recipe = pathlib.Path(__file__).resolve().parents[1] / "recipes/Qwen2.5-7B-Instruct/grpo/config_staged_lora.yaml"
+    keys = ("objective", "passk_estimator", "hybrid_lambda_schedule", "hybrid_lambda_start", "hybrid_lambda")
+    staged = {key: value for key, value in yaml.safe_load(recipe.read_text()).items() if key in keys}
+    assert staged["hybrid_lambda_start"] == 0.0 and staged["hybrid_lambda"] == 1.0
+    trainer, before, after = run(
+        PassKGRPOTrainer, PassKGRPOConfig, tiny_model_path, tmp_path, max_steps=4, k=2, **staged
+    )
+    weights = [h["passk/objective_weight"] for h in trainer.state.log_history if "passk/objective_weight" in h]
+    assert weights == [0.0, 0.0, 1.0, 1.0]
+    assert all(not torch.equal(before[n], after[n]) for n in before)

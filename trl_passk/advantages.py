@@ -35,8 +35,10 @@ __all__ = [
     "ADVANTAGE_ESTIMATORS",
     "BINARY_ONLY_ESTIMATORS",
     "K_FREE_ESTIMATORS",
+    "HYBRID_ADAPTIVE",
     "OBJECTIVES",
     "RANDOM_ESTIMATORS",
+    "adaptive_hybrid_parts",
     "exceeding_passk_scale",
     "get_advantage_estimator",
     "mix_objectives",
@@ -722,6 +724,8 @@ def maxrl_advantages(rewards: torch.Tensor, k: int = 1, *, binarize: float | Non
 
 
 OBJECTIVES = ("pass1", "passk", "hybrid", "combination")
+HYBRID_ADAPTIVE = ("off", "success_rate")
+"""Per-prompt hybrid weights: ``"off"`` (one lambda for every prompt) or ``"success_rate"`` (lambda(x) grows with p(x))."""
 
 
 def exceeding_passk_scale(num_correct: torch.Tensor, coef: float = 0.4) -> torch.Tensor:
@@ -742,6 +746,54 @@ def exceeding_passk_scale(num_correct: torch.Tensor, coef: float = 0.4) -> torch
     return torch.where(c >= 1, coef / torch.log(c.clamp(min=1) + 0.5), torch.ones_like(c))
 
 
+@torch.no_grad()
+def adaptive_hybrid_parts(
+    rewards: torch.Tensor, success: torch.Tensor, k: int, hybrid_lambda: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two shares of the success-rate-adaptive hybrid at objective scale, each unbiased, from leave-one-out counts.
+
+    Per prompt the pass@1 weight is ``lambda(x) = lambda + (1 - lambda) p(x)``, so the objective's weight on
+    ``grad p(x)`` is ``omega(p) = lambda(x) + (1 - lambda(x)) k (1 - p)^(k-1) = lambda + (1 - lambda) (p + k (1 - p)^k)``,
+    the derivative of ``lambda p + (1 - lambda) (p^2 / 2 - k/(k+1) (1 - p)^(k+1))``: a proper objective, increasing
+    in p, that is pass@k on unsolved prompts (weight ``k`` at p = 0) and pass@1 on solved ones (weight 1 at p = 1).
+
+    Estimator (derived here, checked by exact enumeration in tests/test_objective.py): with ``c'_i`` the number of
+    successes among the *other* ``n - 1`` scored samples and ``A1_i = r_i - mean_{j != i} r_j`` (RLOO), any
+    ``h(c'_i) A1_i`` has expected update ``E[h(c')] grad p`` because ``h(c'_i)`` and the baseline do not depend on
+    sample i. Unbiased polynomial estimates from ``c' ~ Bin(n - 1, p)``: ``E[c'/(n-1)] = p`` and
+    ``E[C(n-1-c', k) / C(n-1, k)] = (1 - p)^k``. So
+
+    - pass@1 share ``(lambda + (1 - lambda) c'/(n-1)) A1_i``: expected update ``lambda(x) grad p``;
+    - pass@k share ``(1 - lambda) k C(n-1-c', k) / C(n-1, k) A1_i``: expected update
+      ``(1 - lambda(x)) k (1 - p)^(k-1) grad p``.
+
+    Needs ``n - 1 >= k`` scored samples: groups with fewer get 0 in both shares (``(1 - p)^k`` has no unbiased
+    estimate from fewer than ``k`` samples). Exact for 0/1 rewards; with continuous ``rewards`` the weights still come
+    from ``success`` and multiply ``grad E[r]``.
+
+    Args:
+        rewards (`torch.Tensor` of shape `(P, G)`): the rewards of the RLOO factor (NaN = unscored).
+        success (`torch.Tensor` of shape `(P, G)`): 0/1 correctness, NaN = unscored.
+        k (`int`): the k of pass@k.
+        hybrid_lambda (`float`): the lambda at p = 0, in [0, 1].
+
+    Returns:
+        ``(pass1_share[P, G], passk_share[P, G])`` in float64; the advantages are their sum.
+    """
+    if not 0.0 <= hybrid_lambda <= 1.0:
+        raise ValueError(f"hybrid_lambda must lie in [0, 1], got {hybrid_lambda}.")
+    valid = ~torch.isnan(success)
+    n = valid.sum(dim=1, keepdim=True).to(torch.float64)  # (P, 1)
+    s = success.nan_to_num(0.0).to(torch.float64)
+    others = s.sum(dim=1, keepdim=True) - s  # (P, G): c'_i
+    rate = others / (n - 1).clamp(min=1)
+    miss_k = torch.exp(log_binom(n - 1 - others, torch.tensor(float(k))) - log_binom(n - 1, torch.tensor(float(k))))
+    a1 = rloo_advantages(rewards.to(torch.float64))
+    a1 = torch.where(valid & (n - 1 >= k), a1, torch.zeros_like(a1))
+    lam = float(hybrid_lambda)
+    return (lam + (1 - lam) * rate) * a1, (1 - lam) * k * miss_k.nan_to_num(0.0) * a1
+
+
 def mix_objectives(
     objective: str,
     pass1: torch.Tensor,
@@ -749,11 +801,14 @@ def mix_objectives(
     *,
     hybrid_lambda: float = 0.7,
     success_rate: torch.Tensor | None = None,
+    hybrid_adaptive: str = "off",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Combine pass@1 and pass@k advantages into the training objective.
 
     - ``"pass1"``: ``A = A_1``; ``"passk"``: ``A = A_k``.
-    - ``"hybrid"`` (Barakat et al. 2026): ``A = lambda A_1 + (1 - lambda) A_k``.
+    - ``"hybrid"`` (Barakat et al. 2026): ``A = lambda A_1 + (1 - lambda) A_k``; with
+      ``hybrid_adaptive="success_rate"`` lambda is per prompt, ``lambda(x) = lambda + (1 - lambda) c/n`` (plug-in; the
+      objective-scale version with exact expected update is :func:`adaptive_hybrid_parts`).
     - ``"combination"`` (Chen et al. 2025, Eq. 18): ``A = (c/n) A_k + (1 - c/n) A_1`` per prompt: pass@k dominates on
       easy prompts, pass@1 on hard ones.
 
@@ -761,7 +816,8 @@ def mix_objectives(
         objective (`str`): one of :data:`OBJECTIVES`.
         pass1, passk (`torch.Tensor` of shape `(P, G)`).
         hybrid_lambda (`float`): weight of pass@1 for ``"hybrid"``.
-        success_rate (`torch.Tensor` of shape `(P,)`): ``c / n``, needed for ``"combination"``.
+        success_rate (`torch.Tensor` of shape `(P,)`): ``c / n``, needed for ``"combination"`` and the adaptive hybrid.
+        hybrid_adaptive (`str`): one of :data:`HYBRID_ADAPTIVE`.
 
     Returns:
         ``(advantages[P, G], weight_of_pass1[P])``.
@@ -775,6 +831,12 @@ def mix_objectives(
         if not 0.0 <= hybrid_lambda <= 1.0:
             raise ValueError(f"hybrid_lambda must lie in [0, 1], got {hybrid_lambda}.")
         w = torch.full((P,), float(hybrid_lambda), dtype=pass1.dtype, device=pass1.device)
+        if hybrid_adaptive == "success_rate":
+            if success_rate is None:
+                raise ValueError("hybrid_adaptive='success_rate' needs success_rate (c / n per prompt).")
+            w = w + (1.0 - w) * success_rate.to(pass1.dtype).nan_to_num(0.0)
+        elif hybrid_adaptive != "off":
+            raise ValueError(f"Unknown hybrid_adaptive {hybrid_adaptive!r}. Valid: {', '.join(HYBRID_ADAPTIVE)}.")
     elif objective == "combination":
         if success_rate is None:
             raise ValueError("objective='combination' needs success_rate (c / n per prompt).")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from trl import GRPOConfig
 
 from . import check_trl_version
-from .advantages import ADVANTAGE_ESTIMATORS, OBJECTIVES, estimator_options
+from .advantages import ADVANTAGE_ESTIMATORS, HYBRID_ADAPTIVE, OBJECTIVES, estimator_options
 from .passk_fields import (  # noqa: F401  (re-exported: they were defined here)
     HYBRID_SCALES,
     INTERFERENCE_MODES,
@@ -95,9 +95,20 @@ class PassKGRPOConfig(GRPOConfig):
             for pass@k, so the expected update is exactly `grad(lambda * J_1 + (1 - lambda) * J_k)`: each prompt's
             `grad p(x)` weighted by `lambda + (1 - lambda) * k (1 - p)^(k - 1)`. There is no std division, so the
             advantages are smaller than GRPO's (about `sqrt(p(1-p))` times); scale the learning rate accordingly.
+        hybrid_adaptive (`str`, *optional*, defaults to `"off"`):
+            Per-prompt lambda for `"hybrid"`. `"off"`: one lambda for every prompt. `"success_rate"`: lambda(x) =
+            lambda + (1 - lambda) * p(x), where lambda is `hybrid_lambda` (after its schedule) and p(x) the prompt's
+            success rate, so solved prompts are trained for pass@1 and unsolved ones for pass@k. The weight on a
+            prompt's `grad p(x)` becomes `lambda + (1 - lambda) * (p + k (1 - p)^k)` (pass@k's `k (1 - p)^(k-1)`
+            times `1 - p`, plus `p`): the gradient of `lambda * J_1 + (1 - lambda) * E_x[p^2/2 - k/(k+1) (1 - p)^(k+1)]`,
+            an objective that still increases with every p(x) but, unlike pass@k, keeps sharpening solved prompts
+            (weight 1 at p = 1 instead of 0). With `hybrid_scale="objective"` the expected update is exactly that
+            (p and (1 - p)^k are estimated without bias from the group's other samples; needs `k < num_generations`;
+            `passk_estimator` is then not used); with `"advantage"` lambda(x) uses the plug-in p = c/n.
         hybrid_lambda_schedule (`str`, *optional*, defaults to `"constant"`):
             `"constant"`, `"linear"` (from `hybrid_lambda_start` to `hybrid_lambda`) or `"step"` (switch at
-            `hybrid_lambda_schedule_ratio`; `hybrid_lambda_start=0, hybrid_lambda=1` trains pass@k first, then pass@1).
+            `hybrid_lambda_schedule_ratio`; `hybrid_lambda_start=0, hybrid_lambda=1` trains pass@k first, then pass@1:
+            the staged recipe, see the README).
         hybrid_lambda_start (`float`, *optional*):
             Initial lambda for the `"linear"` and `"step"` schedules (required by them).
         hybrid_lambda_schedule_ratio (`float`, *optional*, defaults to `0.5`):
@@ -175,6 +186,7 @@ class PassKGRPOConfig(GRPOConfig):
         one_of("k_schedule", self.k_schedule, SCHEDULES)
         one_of("interference", self.interference, INTERFERENCE_MODES)
         one_of("hybrid_scale", self.hybrid_scale, HYBRID_SCALES)
+        one_of("hybrid_adaptive", self.hybrid_adaptive, HYBRID_ADAPTIVE)
         if self.hybrid_scale == "objective" and self.objective != "pass1":
             if self.passk_estimator not in OBJECTIVE_SCALE_ESTIMATORS:
                 raise ValueError(
@@ -231,6 +243,13 @@ class PassKGRPOConfig(GRPOConfig):
                 raise ValueError(
                     f"{name}={value} must satisfy 1 <= {name} <= num_generations ({G}): pass@k needs at least k "
                     f"samples per prompt. Lower {name} or raise num_generations."
+                )
+        if self.hybrid_adaptive != "off" and self.hybrid_scale == "objective" and self.objective == "hybrid":
+            if self.k >= G:
+                raise ValueError(
+                    f"hybrid_adaptive={self.hybrid_adaptive!r} with hybrid_scale='objective' needs k < num_generations "
+                    f"(got k={self.k}, num_generations={G}): (1 - p)^k is estimated from the other G - 1 samples. "
+                    "Lower k or raise num_generations."
                 )
         if self.passk_log_ks is None:
             self.passk_log_ks = sorted({2**i for i in range(G.bit_length()) if 2**i <= G} | {G})

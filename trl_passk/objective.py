@@ -14,6 +14,7 @@ import torch
 
 from .advantages import (
     RANDOM_ESTIMATORS,
+    adaptive_hybrid_parts,
     exceeding_passk_scale,
     get_advantage_estimator,
     mix_objectives,
@@ -69,6 +70,7 @@ def passk_step(
     estimator_kwargs: dict | None = None,
     passk_reward: str = "success",
     hybrid_lambda: float = 0.7,
+    hybrid_adaptive: str = "off",
     scale_rewards: str = "group",
     success_index: int = 0,
     success_threshold: float = 1.0,
@@ -100,6 +102,9 @@ def passk_step(
         passk_reward (`str`): ``"success"`` (0/1 correctness) or ``"combined"`` (the weighted reward sum) for the
             pass@k estimator.
         hybrid_lambda (`float`): weight of pass@1 for ``"hybrid"``.
+        hybrid_adaptive (`str`): ``"off"`` or ``"success_rate"`` (per-prompt ``lambda(x) = lambda + (1 - lambda) p(x)``;
+            with ``pass1_estimator="rloo"`` the unbiased estimator of `adaptive_hybrid_parts`, which replaces
+            ``estimator``; with ``"grpo"`` the plug-in ``p = c/n``).
         scale_rewards (`str`): TRL's ``scale_rewards`` for the pass@1 (GRPO) part.
         success_index (`int`), success_threshold (`float`): correctness is
             ``rewards_per_func[:, success_index] >= success_threshold``.
@@ -137,7 +142,22 @@ def passk_step(
 
     scored = ~torch.isnan(success)
     success_rate = success.nan_to_num(0.0).sum(dim=1) / scored.sum(dim=1).clamp(min=1)  # (P,)
-    advantages, w = mix_objectives(objective, pass1, passk, hybrid_lambda=hybrid_lambda, success_rate=success_rate)
+    if objective == "hybrid" and hybrid_adaptive == "success_rate" and pass1_estimator == "rloo":
+        # Objective scale: both shares from leave-one-out counts, so the expected update is exact (see the function).
+        share1, sharek = adaptive_hybrid_parts(rewards, success, k, hybrid_lambda)
+        w = (hybrid_lambda + (1 - hybrid_lambda) * success_rate).to(torch.float64)  # (P,) plug-in, for metrics/filter
+        pass1 = torch.where(w[:, None] > 0, share1 / w.clamp(min=1e-12)[:, None], torch.zeros_like(share1))
+        passk = torch.where(w[:, None] < 1, sharek / (1 - w).clamp(min=1e-12)[:, None], torch.zeros_like(sharek))
+        advantages = (share1 + sharek).to(pass1.dtype)
+    else:
+        advantages, w = mix_objectives(
+            objective,
+            pass1,
+            passk,
+            hybrid_lambda=hybrid_lambda,
+            success_rate=success_rate,
+            hybrid_adaptive=hybrid_adaptive if objective == "hybrid" else "off",
+        )
     metrics = passk_metrics(success, advantages, log_ks)
     metrics["passk/k"] = float(k)
     metrics["passk/objective_weight"] = w.mean().item()

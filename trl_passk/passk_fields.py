@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .advantages import ADVANTAGE_ESTIMATORS, OBJECTIVES
+from .advantages import ADVANTAGE_ESTIMATORS, HYBRID_ADAPTIVE, OBJECTIVES
 
 __all__ = [
     "HYBRID_SCALES",
@@ -108,6 +108,16 @@ class PassKFields:
             "and the estimator's A_k, as Barakat et al. 2026) or 'objective' (unbiased un-normalised RLOO A_1 and "
             "passk_estimator 'pkpo'/'maxrl'/'rloo', so the expected update is grad(lambda*J_1 + (1-lambda)*J_k)).",
             "choices": list(HYBRID_SCALES),
+        },
+    )
+    hybrid_adaptive: str = field(
+        default="off",
+        metadata={
+            "help": "Per-prompt lambda for 'hybrid': 'off' (one lambda) or 'success_rate' (lambda(x) = lambda + "
+            "(1-lambda)*p(x): pass@1 on solved prompts, pass@k on unsolved ones; weight on grad p(x) is "
+            "lambda + (1-lambda)*(p + k(1-p)^k), exact under hybrid_scale='objective', which needs k < "
+            "num_generations).",
+            "choices": list(HYBRID_ADAPTIVE),
         },
     )
     hybrid_lambda_schedule: str = field(

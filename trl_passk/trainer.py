@@ -336,6 +336,7 @@ class PassKGRPOTrainer(GRPOTrainer):
             estimator_kwargs=args.passk_estimator_kwargs,
             passk_reward=args.passk_reward,
             hybrid_lambda=args.lambda_at(progress),
+            hybrid_adaptive=args.hybrid_adaptive,
             scale_rewards=args.scale_rewards,
             success_index=self._success_index,
             success_threshold=args.success_threshold,
