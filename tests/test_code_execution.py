@@ -324,7 +324,18 @@ def test_code_column_map_keeps_tests(tmp_path):
     mbpp = Dataset.from_dict({"text": ["Square a number."], "test_list": [["assert sq(3) == 9"]], "task_id": [1]})
     mapped = map_columns(mbpp, prompt_column="text", answer_format="code")
     assert sorted(mapped.column_names) == ["prompt", "task_id", "test_list"]
-    assert "Square a number." in mapped[0]["prompt"][0]["content"]
+    content = mapped[0]["prompt"][0]["content"]
+    assert "Square a number." in content and content.endswith("assert sq(3) == 9")
     reward = CodeExecution(timeout=TIMEOUT, temp_root=str(tmp_path))
     completion = "```python\ndef sq(x):\n    return x * x\n```"
     assert reward([completion], **{k: list(mapped[k]) for k in mapped.column_names if k != "prompt"}) == [1.0]
+
+
+def test_extract_program_from_messy_answers():
+    # A stray closing fence first, then the function in a tagged block (seen from the embedded 135M model).
+    messy = "```\n\nThe Python code above:\n\n```python\ndef add(x, y):\n    return x + y\n```\n\nThis code..."
+    assert extract_program(messy, "add") == "def add(x, y):\n    return x + y\n"
+    # A prefilled chat answer: the body, then the closing fence and prose.
+    assert extract_program("    return x + y\n```\nThis adds.", "add") == "    return x + y\n"
+    # An untagged pair of fences around the code.
+    assert extract_program("Code:\n```\ndef f():\n    return 1\n```\nBye") == "def f():\n    return 1\n"

@@ -81,17 +81,20 @@ _ENV_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Program extraction (pure, parent side)
 # ---------------------------------------------------------------------------------------------------------------------
 
-_FENCE_RE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_PYTHON_TAGS = ("", "python", "py", "python3", "py3")
+_FENCE_RE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*(?:\n|\Z)")
+_PYTHON_TAGS = ("python", "py", "python3", "py3")
 
 
 def extract_program(text: str, entry_point: str | None = None) -> str:
     """
     The program in a completion: the code of a fenced block (```` ```python ... ``` ````, or an untagged one; an
-    unclosed fence, as in a truncated completion, runs to the end of the text), else the whole text. Among several
-    blocks, the last one that defines `entry_point` wins when given, else the last Python block. Unfenced text that
-    starts indented is a function body continuing the prompt (base-model style): it ends before the first line that is
-    not indented (as Codex's stop sequences `"\\ndef"`, `"\\nprint"`, ... cut it at generation time).
+    unclosed fence, as in a truncated completion, runs to the end of the text), else the whole text. Every fence
+    marker opens a segment that runs to the next marker, so a stray closing fence does not hide the code after it.
+    The segment chosen is the last one (Python-tagged or untagged) that defines `entry_point` when given, else the last
+    Python-tagged one, else the last untagged block (well-paired fences). Text that starts indented (before any
+    fence) is a function body continuing the prompt (base-model style, or a chat answer prefilled with the prompt's
+    code): it ends before the first line that is not indented, a closing fence included (as Codex's stop sequences
+    `"\\ndef"`, `"\\nprint"`, ... cut it at generation time).
 
     Example:
 
@@ -103,19 +106,27 @@ def extract_program(text: str, entry_point: str | None = None) -> str:
 
     ```
     """
-    blocks = [code for tag, code in _FENCE_RE.findall(text) if tag.lower() in _PYTHON_TAGS]
-    if not blocks:
-        lines = text.splitlines(keepends=True)
-        code_lines = [i for i, line in enumerate(lines) if line.strip()]
-        if code_lines and lines[code_lines[0]][:1] in (" ", "\t"):  # a body continuing the prompt: cut where it ends
-            end = next((i for i in code_lines if lines[i][:1] not in (" ", "\t")), len(lines))
-            return "".join(lines[:end])
-        return text
+    markers = list(_FENCE_RE.finditer(text))
+    head = text[: markers[0].start()] if markers else text
+    lines = head.splitlines(keepends=True)
+    code_lines = [i for i, line in enumerate(lines) if line.strip()]
+    if code_lines and lines[code_lines[0]][:1] in (" ", "\t"):  # a body continuing the prompt: cut where it ends
+        end = next((i for i in code_lines if lines[i][:1] not in (" ", "\t")), len(lines))
+        return "".join(lines[:end])
+    segments = [  # (tag, code): each marker's text up to the next marker
+        (marker.group(1).lower(), text[marker.end() : markers[i + 1].start() if i + 1 < len(markers) else len(text)])
+        for i, marker in enumerate(markers)
+    ]
     if entry_point:
-        defining = [code for code in blocks if re.search(rf"\bdef\s+{re.escape(entry_point)}\s*\(", code)]
+        defines = re.compile(rf"\bdef\s+{re.escape(entry_point)}\s*\(")
+        defining = [code for tag, code in segments if tag in _PYTHON_TAGS + ("",) and defines.search(code)]
         if defining:
             return defining[-1]
-    return blocks[-1]
+    tagged = [code for tag, code in segments if tag in _PYTHON_TAGS]
+    if tagged:
+        return tagged[-1]
+    blocks = [code for tag, code in segments[::2] if tag == ""]  # opening fences of well-paired blocks
+    return blocks[-1] if blocks else text
 
 
 def _completion_text(completion: Any) -> str:

@@ -278,6 +278,7 @@ def make_humaneval_dataset(
     *,
     size: int | None = None,
     offset: int = 0,
+    ids: list[int] | str | int | None = None,
     test_size: int | float = 0,
     seed: int = 0,
     chat: bool = True,
@@ -291,6 +292,9 @@ def make_humaneval_dataset(
             Rows to keep, from `offset` in HumanEval's order (`None`: all 164).
         offset (`int`, *optional*, defaults to `0`):
             First problem kept (`HumanEval/<offset>`).
+        ids (`list[int]` or `str`, *optional*):
+            Keep only these problems, by number (`[23, 53]` or `"23,53"` for `HumanEval/23` and `HumanEval/53`), in
+            this order; then `offset` and `size` apply to that list.
         test_size (`int` or `float`, *optional*, defaults to `0`):
             Held-out rows (count or fraction); `0` returns one `Dataset`, otherwise a seeded `train`/`test` split.
         seed (`int`, *optional*, defaults to `0`):
@@ -316,6 +320,11 @@ def make_humaneval_dataset(
     """
     with gzip.open(humaneval_path(), "rt", encoding="utf-8") as file:
         problems = [json.loads(line) for line in file if line.strip()]
+    if ids is not None:
+        numbers = [int(part) for part in str(ids).split(",") if part.strip()] if isinstance(ids, (str, int)) else ids
+        if not numbers or any(not 0 <= number < len(problems) for number in numbers):
+            raise ValueError(f"ids must be problem numbers in [0, {len(problems)}), got {ids!r}")
+        problems = [problems[int(number)] for number in numbers]
     if not 0 <= offset < len(problems):
         raise ValueError(f"offset must be in [0, {len(problems)}), got {offset}")
     problems = problems[offset : None if size is None else offset + size]
@@ -342,7 +351,7 @@ def make_humaneval_dataset(
     )
 
 
-_HUMANEVAL_OPTIONS = {"size", "offset", "test_size", "seed", "chat", "system_prompt"}
+_HUMANEVAL_OPTIONS = {"size", "offset", "ids", "test_size", "seed", "chat", "system_prompt"}
 
 
 def _humaneval_options(source: str) -> dict:
@@ -361,7 +370,7 @@ def _humaneval_options(source: str) -> dict:
 
 def load_humaneval_source(source: str, **overrides) -> datasets.Dataset | datasets.DatasetDict:
     """
-    HumanEval from the CLI alias `humaneval[?size=N&offset=O&test_size=T&seed=S&chat=true]` (see
+    HumanEval from the CLI alias `humaneval[?size=N&offset=O&ids=I,J,..&test_size=T&seed=S&chat=true]` (see
     [`make_humaneval_dataset`]); keyword `overrides` (`system_prompt`) win over the query string.
 
     Example:
@@ -412,8 +421,9 @@ def map_columns(
         answer_format (`str`, *optional*, defaults to `"gsm8k"`):
             How to read the gold from `answer_column`: `"gsm8k"` ([`gsm8k_gold`]), `"math"` ([`math_gold`]) or
             `"raw"` (stripped text). `"code"`: no gold; `prompt` asks for a ```` ```python ```` program solving the
-            problem in `prompt_column` and every other column stays (MBPP's `test_list`, APPS' `input_output`, ...,
-            which [`~rewards.code_execution`] reads).
+            problem in `prompt_column` (followed by MBPP's `test_list` asserts, as in Austin et al. 2021, arXiv
+            2108.07732, since only they name the function) and every other column stays (MBPP's `test_list`, APPS'
+            `input_output`, ..., which [`~rewards.code_execution`] reads).
         system_prompt (`str`, *optional*):
             System message (chat) or prefix (plain) added to every prompt.
         chat (`bool`, *optional*, defaults to `True`):
@@ -448,7 +458,11 @@ def map_columns(
         instruction = "Write a Python program for the following problem. Reply with one ```python code block."
 
         def to_code_prompt(row: dict) -> dict:
-            return {"prompt": _make_prompt(f"{instruction}\n\n{row[prompt_column]}", system_prompt, chat)}
+            text = f"{instruction}\n\n{row[prompt_column]}"
+            tests = row.get("test_list")
+            if isinstance(tests, list) and tests:  # MBPP names the function only in its tests (Austin et al. 2021)
+                text += "\n\nYour code should pass these tests:\n" + "\n".join(map(str, tests))
+            return {"prompt": _make_prompt(text, system_prompt, chat)}
 
         removed = [prompt_column] if prompt_column != "prompt" else []
         return dataset.map(to_code_prompt, remove_columns=removed)
