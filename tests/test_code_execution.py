@@ -132,7 +132,7 @@ def test_bwrap_missing_is_refused():
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not on PATH")
-def test_bwrap(tmp_path):
+def test_bwrap_has_no_network(tmp_path):
     sandboxed = CodeExecution(timeout=TIMEOUT, bwrap=True, temp_root=str(tmp_path), cache=False)
     network = "import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=1)\n"
     completions = ["    return a + b\n", "```python\n" + network + "def add(a, b):\n    return a + b\n```"]
@@ -195,7 +195,13 @@ def _tmp_entries() -> set[str]:
     return {name for name in os.listdir("/tmp") if name.startswith((TEMP_PREFIX, "trl_passk_escape"))}
 
 
-def test_hostile_programs(reward, tmp_path, monkeypatch):
+BWRAP = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not on PATH")
+
+
+@pytest.mark.parametrize("bwrap", [False, pytest.param(True, marks=BWRAP)], ids=["process", "bwrap"])
+def test_hostile_programs(reward, bwrap, tmp_path, monkeypatch):
+    if bwrap:
+        reward = CodeExecution(timeout=TIMEOUT, num_workers=4, temp_root=reward.temp_root, cache=False, bwrap=True)
     monkeypatch.setenv("TRL_PASSK_TEST_SECRET", "s3cret")
     protected = tmp_path / "protected"
     protected.mkdir()

@@ -32,8 +32,9 @@ The sandbox, one fresh process per program run ([`run_program`]):
   whatever it left at the top of `/tmp`, `/var/tmp` and `/dev/shm` is deleted. The interpreter must be executable by
   that uid: `python_executable` defaults to this interpreter when it is, else the system `python3`;
 - with `bwrap=True` (needs [bubblewrap](https://github.com/containers/bubblewrap) on `PATH`), each run also happens
-  inside `bwrap` with every namespace unshared (no network), a read-only root, a private `/tmp` and `/dev`, and the
-  temp directory as the only writable path.
+  inside `bwrap` with the network, PID, IPC, UTS and cgroup namespaces unshared (and the user namespace when not
+  root; as root the launcher sets the run's uid itself), so no network and only the run's processes are visible; a
+  read-only root, a private `/tmp`, `/dev` and `/proc`, and the temp directory as the only writable path.
 
 What it does **not** protect against: without `bwrap` there is no network isolation and the whole filesystem is
 readable (with the permissions of the uid the program runs as); when the trainer is **not root**, programs run as the
@@ -310,10 +311,12 @@ def _user_task_count(uid: int) -> int:
     return count
 
 
-def _bwrap_prefix(workdir: str) -> list[str]:
+def _bwrap_prefix(workdir: str, root: bool) -> list[str]:
+    # As root, no user namespace: it would map only uid 0, and the launcher must still become the run's own uid.
+    unshare = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
     return [
-        "bwrap",
-        "--unshare-all",
+        shutil.which("bwrap") or "bwrap",  # the program's PATH is not ours
+        *(unshare if root else ["--unshare-all"]),
         "--die-with-parent",
         "--new-session",
         "--ro-bind",
@@ -471,7 +474,7 @@ def run_program(
         limits += [config.max_output_bytes + 64, nproc]
         argv = [python, "-I", "-S", "-c", _LAUNCHER, *map(str, limits), mode]
         if config.bwrap:
-            argv = _bwrap_prefix(workdir) + argv
+            argv = _bwrap_prefix(workdir, root) + argv
         env = {"PATH": _ENV_PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
         out_path = os.path.join(workdir, ".stdout")
         with open(os.path.join(workdir, ".stdin"), "rb") as stdin_file, open(out_path, "wb") as out_file:
