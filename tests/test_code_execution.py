@@ -345,3 +345,15 @@ def test_extract_program_from_messy_answers():
     assert extract_program("    return x + y\n```\nThis adds.", "add") == "    return x + y\n"
     # An untagged pair of fences around the code.
     assert extract_program("Code:\n```\ndef f():\n    return 1\n```\nBye") == "def f():\n    return 1\n"
+
+
+def test_sample_timeout_bounds_a_completion(tmp_path):
+    # Five stdin cases that each sleep past the 1 s run timeout, scored case by case: the 1.5 s budget of the sample
+    # stops it after two runs instead of five.
+    reward = CodeExecution(timeout=1, sample_timeout=1.5, scoring="fraction", temp_root=str(tmp_path), cache=False)
+    cases = json.dumps([{"input": str(i), "output": str(i)} for i in range(5)])
+    start = time.monotonic()
+    assert reward(["import time\ntime.sleep(100)\n"], test_cases=[cases]) == [0.0]
+    assert time.monotonic() - start < 1.5 + SLACK
+    with pytest.raises(ValueError, match="sample_timeout"):
+        CodeExecution(sample_timeout=0)

@@ -50,6 +50,7 @@ Everything here uses only the standard library.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -652,6 +653,9 @@ class CodeExecution:
         timeout (`float`, *optional*, defaults to `10.0`):
             Wall-clock seconds of one program run (one stdin case is one run); the CPU limit is `timeout + 1`. A late
             run fails and its whole process group is killed.
+        sample_timeout (`float` or `None`, *optional*, defaults to `None`):
+            Wall-clock budget of one completion over all its runs (several stdin cases, or `test_list` asserts under
+            `"fraction"`); the cases left when it is spent fail. `None` means `3 * timeout`.
         num_workers (`int` or `None`, *optional*, defaults to `None`):
             Programs running at once in this process, shared by every instance with the same count; `None` means
             `os.cpu_count()` (at most 8).
@@ -697,6 +701,7 @@ class CodeExecution:
     def __init__(
         self,
         timeout: float = 10.0,
+        sample_timeout: float | None = None,
         num_workers: int | None = None,
         scoring: str = "binary",
         memory_mb: int = 1024,
@@ -710,6 +715,8 @@ class CodeExecution:
     ):
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        if sample_timeout is not None and sample_timeout <= 0:
+            raise ValueError(f"sample_timeout must be > 0 seconds or None, got {sample_timeout}")
         if num_workers is not None and num_workers < 1:
             raise ValueError(f"num_workers must be >= 1 or None, got {num_workers}")
         if scoring not in SCORINGS:
@@ -729,6 +736,7 @@ class CodeExecution:
             bwrap=bool(bwrap),
             python_executable=python_executable,
         )
+        self.sample_timeout = float(sample_timeout) if sample_timeout is not None else 3 * float(timeout)
         self.num_workers = num_workers
         self.scoring = scoring
         self.max_program_chars = max_program_chars
@@ -775,15 +783,18 @@ class CodeExecution:
         return out
 
     def _score_sample(self, mode: str, program: str, cases: list[_Case], fraction: bool) -> float:
-        passed = 0
+        passed, deadline = 0, time.monotonic() + self.sample_timeout
         for case in cases:
-            ok = self._run_case(mode, program, case)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:  # out of time: the cases left fail
+                break
+            ok = self._run_case(mode, program, case, min(self.config.timeout, remaining))
             passed += ok
             if not ok and not fraction:
                 return 0.0
         return passed / len(cases)
 
-    def _run_case(self, mode: str, program: str, case: _Case) -> bool:
+    def _run_case(self, mode: str, program: str, case: _Case, timeout: float) -> bool:
         source = program + case.suffix
         key = None
         if self.cache:
@@ -792,7 +803,8 @@ class CodeExecution:
             cached = _RESULTS.get(key)
             if cached is not None:
                 return cached
-        result = run_program(source, self.config, stdin=case.stdin, mode=mode, temp_root=self.temp_root)
+        config = self.config if timeout >= self.config.timeout else dataclasses.replace(self.config, timeout=timeout)
+        result = run_program(source, config, stdin=case.stdin, mode=mode, temp_root=self.temp_root)
         if mode == "assert":
             ok = result.status == "ok"
         else:
