@@ -17,6 +17,8 @@ RECIPES = sorted(p for p in RECIPES_DIR.rglob("*.yaml") if "accelerate_configs" 
 def test_recipes_exist():
     names = {p.relative_to(RECIPES_DIR).as_posix() for p in RECIPES}
     assert "smoke/config_hybrid_cpu.yaml" in names
+    assert "smoke/config_code_hybrid_cpu.yaml" in names  # code: HumanEval + the code_execution sandbox
+    assert "Qwen2.5-Coder-7B-Instruct/grpo/config_hybrid_qlora.yaml" in names  # code: MBPP + code_execution
     for model in ("Qwen2.5-7B-Instruct", "Llama-3.1-8B-Instruct", "Qwen2.5-14B-Instruct"):
         for objective in ("pass1", "passk", "hybrid"):
             for variant in ("lora", "qlora"):

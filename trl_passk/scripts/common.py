@@ -5,7 +5,8 @@ way: recipe files, dataset sources, model and adapter loading, reward resolution
 Dataset sources, one dispatch for every command ([`load_dataset_source`], checked without loading by
 [`describe_dataset_source`]), tried in this order:
 
-1. an alias built offline, one line per kind in [`DATASET_SOURCES`] (e.g. `reasoning_gym:chain_sum?size=64&seed=1`);
+1. an alias built offline, one line per kind in [`DATASET_SOURCES`] (e.g. `reasoning_gym:chain_sum?size=64&seed=1`,
+   `humaneval?size=20`); an alias prefix without its `?`/`:` also matches the bare name (`humaneval`);
 2. a local file with a suffix in [`DATA_FILE_BUILDERS`] (one split-less dataset);
 3. a local directory: written by `save_to_disk` (it holds `dataset_dict.json` or `state.json`), else data files;
 4. otherwise a hub dataset name; an unreachable Hub or offline mode (`HF_HUB_OFFLINE`) fails in seconds, in one line.
@@ -32,9 +33,13 @@ from typing import Any
 
 from ..data import (
     ANSWER_FORMATS,
+    HUMANEVAL_PREFIXES,
     REASONING_GYM_PREFIXES,
+    check_humaneval_source,
     check_reasoning_gym_source,
+    is_humaneval_source,
     is_reasoning_gym_source,
+    load_humaneval_source,
     load_reasoning_gym_source,
     map_columns,
 )
@@ -130,7 +135,8 @@ class DatasetArguments:
     dataset: str | None = field(
         default=None,
         metadata={
-            "help": "local dir (save_to_disk) or .json/.jsonl/.parquet/.csv file, hub name, or reasoning_gym:..."
+            "help": "local dir (save_to_disk) or .json/.jsonl/.parquet/.csv file, hub name, reasoning_gym:... or "
+            "humaneval[?size=..]"
         },
     )
     dataset_config: str | None = field(default=None, metadata={"help": "hub dataset configuration name"})
@@ -160,7 +166,7 @@ class RewardArguments:
         default=None,
         metadata={
             "help": "registered reward name or dotted path; default reasoning_gym_accuracy for reasoning_gym: "
-            "datasets, else math_accuracy"
+            "datasets, code_execution for humaneval, else math_accuracy"
         },
     )
     success_threshold: float = field(default=1.0, metadata={"help": "success = reward >= this"})
@@ -250,6 +256,7 @@ def parse_dataclasses(parser, argv: Sequence[str]) -> tuple:
 # `system_prompt` when the command sets one.
 DATASET_SOURCES: list[tuple[tuple[str, ...], Callable, Callable[[str], str]]] = [
     (REASONING_GYM_PREFIXES, load_reasoning_gym_source, check_reasoning_gym_source),
+    (HUMANEVAL_PREFIXES, load_humaneval_source, check_humaneval_source),
 ]
 # Local data files: suffix -> `datasets` builder.
 DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -257,7 +264,15 @@ _HUB_NAME_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 def _alias(source: str):
-    return next((entry for entry in DATASET_SOURCES if source.strip().startswith(entry[0])), None)
+    source = source.strip()
+    return next(
+        (
+            entry
+            for entry in DATASET_SOURCES
+            if any(source.startswith(prefix) or source == prefix.rstrip("?:") for prefix in entry[0])
+        ),
+        None,
+    )
 
 
 def _is_saved_dataset(path: Path) -> bool:
@@ -490,11 +505,13 @@ def load_model(model_args: ModelArguments):
 
 def default_reward_names(names: Sequence[str] | str | None, dataset_source: str | None) -> list[str]:
     """`names` as a list; without any, the default rule: `reasoning_gym_accuracy` for `reasoning_gym:` sources,
-    else `math_accuracy`."""
+    `code_execution` for `humaneval`, else `math_accuracy`."""
     if names:
         return [names] if isinstance(names, str) else list(names)
     if dataset_source and is_reasoning_gym_source(dataset_source):
         return ["reasoning_gym_accuracy"]
+    if dataset_source and is_humaneval_source(dataset_source):
+        return ["code_execution"]
     return ["math_accuracy"]
 
 

@@ -76,13 +76,15 @@ class GRPOScriptArguments(ScriptArguments):
     Args:
         dataset_name (`str`):
             Hub name, local path (a `save_to_disk` directory, or a json/jsonl/parquet/csv file) or
-            `reasoning_gym:<task>?size=N&seed=S&test_size=T&<task option>=...` (built offline).
+            `reasoning_gym:<task>?size=N&seed=S&test_size=T&<task option>=...` or
+            `humaneval?size=N&offset=O&test_size=T&seed=S` (built offline).
         prompt_column, answer_column, answer_format, system_prompt:
-            Map a question/answer dataset to `prompt` + `solution` ([`~data.map_columns`]). Without `prompt_column`
-            the dataset must already have a `prompt` column.
+            Map a question/answer dataset to `prompt` + `solution` ([`~data.map_columns`]; `answer_format="code"`
+            keeps the test columns of a code dataset instead). Without `prompt_column` the dataset must already have a
+            `prompt` column.
         reward_funcs (`list[str]`, *optional*):
             Names in `trl_passk.rewards.REWARD_FUNCS` or dotted import paths. Defaults to `reasoning_gym_accuracy`
-            for reasoning-gym sources and `math_accuracy` otherwise.
+            for reasoning-gym sources, `code_execution` for humaneval and `math_accuracy` otherwise.
         resume (`bool`, *optional*, defaults to `False`):
             Resume from the last complete `checkpoint-*` in `output_dir` when it holds a run (one whose save was cut
             short is skipped); with no checkpoint, one line says so and a new run starts. Without it such a directory
@@ -99,7 +101,8 @@ class GRPOScriptArguments(ScriptArguments):
         default=None,
         metadata={
             "help": "Dataset: hub name, local path (save_to_disk dir or json/jsonl/parquet/csv file) or "
-            "'reasoning_gym:<task>?size=N&seed=S&test_size=T&<task option>=<value>' (built offline)."
+            "'reasoning_gym:<task>?size=N&seed=S&test_size=T&<task option>=<value>' or "
+            "'humaneval?size=N&offset=O&test_size=T&seed=S' (both built offline)."
         },
     )
     prompt_column: str | None = field(
@@ -114,7 +117,8 @@ class GRPOScriptArguments(ScriptArguments):
         default="gsm8k",
         metadata={
             "help": "How to read the gold from answer_column: 'gsm8k' (after '####'), 'math' (last \\boxed{}) or "
-            "'raw' (stripped text).",
+            "'raw' (stripped text); 'code': no gold, the test columns (test_list, input_output, ...) stay for "
+            "code_execution.",
             "choices": list(ANSWER_FORMATS),
         },
     )
@@ -126,7 +130,8 @@ class GRPOScriptArguments(ScriptArguments):
         default=None,
         metadata={
             "help": "Reward functions: names registered in trl_passk.rewards.REWARD_FUNCS or dotted import paths "
-            "('pkg.module:func'). Default: reasoning_gym_accuracy for reasoning_gym: sources, else math_accuracy. "
+            "('pkg.module:func'). Default: reasoning_gym_accuracy for reasoning_gym: sources, code_execution for "
+            "humaneval, else math_accuracy. "
             "The first one defines success for pass@k unless success_reward is set."
         },
     )
