@@ -534,7 +534,8 @@ def check_train_dataset(
     Example:
 
     ```python
-    >>> ds = datasets.Dataset.from_dict({"prompt": ["1+1?", None, "2+2?"], "solution": ["2", "3", ""]})
+    >>> from datasets import Dataset
+    >>> ds = Dataset.from_dict({"prompt": ["1+1?", None, "2+2?"], "solution": ["2", "3", ""]})
     >>> list(check_train_dataset(ds, required_columns=["solution"])["prompt"])
     ['1+1?']
 
