@@ -90,6 +90,26 @@ ARCHITECTURES: dict[str, Architecture] = {
         eos_token_ids=(151645, 151643),  # generation_config.json: <|im_end|>, <|endoftext|>
         pad_token_id=151643,
     ),
+    "Qwen2.5-Coder-7B-Instruct": Architecture(
+        model_id="Qwen/Qwen2.5-Coder-7B-Instruct",
+        config_class="Qwen2Config",
+        config_kwargs=dict(
+            _QWEN_COMMON,
+            hidden_size=3584,
+            intermediate_size=18944,
+            num_hidden_layers=28,
+            num_attention_heads=28,
+            num_key_value_heads=4,
+            max_position_embeddings=32768,
+            max_window_layers=28,
+            rms_norm_eps=1e-6,
+        ),
+        published_params=7.61e9,  # model card: "Number of Parameters: 7.61B"
+        source="Qwen2.5-Coder technical report (arXiv 2409.12186, Table 1: the 7B model has hidden size 3584, 28 "
+        "layers, 28 query / 4 KV heads, intermediate size 18944, untied embeddings), i.e. the Qwen2.5-7B sizes above.",
+        eos_token_ids=(151645, 151643),  # <|im_end|>, <|endoftext|> as Qwen2.5-7B-Instruct
+        pad_token_id=151643,
+    ),
     "Llama-3.1-8B-Instruct": Architecture(
         model_id="meta-llama/Llama-3.1-8B-Instruct",
         config_class="LlamaConfig",

@@ -70,9 +70,9 @@ def test_grpo_help_is_short_with_config_and_passk_options_first(capsys, monkeypa
     code, out, _ = run_cli(capsys, "grpo", "--help")
     assert code == 0
     lines = out.splitlines()
-    assert len(lines) < 200, len(lines)
+    assert len(lines) < 250, len(lines)
     first = {flag: next(i for i, line in enumerate(lines) if line.lstrip().startswith(flag)) for flag in FLAGS}
-    assert first["--config"] < first["--objective"] < first["--dataset_name"] < 120, first
+    assert first["--config"] < first["--objective"] < first["--dataset_name"] < 140, first
     assert "--help-all" in out and "--per_device_train_batch_size" not in out  # TRL's fields: behind --help-all
 
 

@@ -88,7 +88,7 @@ def trl_metrics(trainer) -> list[dict]:
         {
             k: "nan" if isinstance(v, float) and math.isnan(v) else v  # NaN != NaN; a NaN logged by both is the same
             for k, v in h.items()
-            if not k.startswith(("passk/", "interference/")) and not k.endswith(timing)
+            if not k.startswith(("passk/", "interference/", "rewards/failed_frac")) and not k.endswith(timing)
         }
         for h in trainer.state.log_history
     ]

@@ -57,6 +57,9 @@ EXPECTED = {
     "Qwen2.5-7B-Instruct": dict(
         params=7.6e9, hidden=3584, inter=18944, layers=28, heads=28, kv=4, vocab=152064, theta=1e6, max_pos=32768
     ),
+    "Qwen2.5-Coder-7B-Instruct": dict(
+        params=7.6e9, hidden=3584, inter=18944, layers=28, heads=28, kv=4, vocab=152064, theta=1e6, max_pos=32768
+    ),
     "Llama-3.1-8B-Instruct": dict(
         params=8.0e9, hidden=4096, inter=14336, layers=32, heads=32, kv=8, vocab=128256, theta=5e5, max_pos=131072
     ),
