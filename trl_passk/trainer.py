@@ -34,7 +34,7 @@ from .interference import (
 )
 from .objective import PassKStep, passk_step
 
-__all__ = ["PassKGRPOTrainer", "reward_func_name"]
+__all__ = ["PassKGRPOTrainer", "check_vllm_generation", "reward_func_name"]
 
 # The seam: the two GRPOTrainer methods wrapped below, with the parameters they have had from TRL 1.0 to 1.16. A TRL
 # that changes them would break the override silently, so check once, at import.
@@ -61,6 +61,26 @@ def _check_seam(cls=GRPOTrainer) -> None:
 
 
 _check_seam()
+
+
+def check_vllm_generation(args: GRPOConfig) -> None:
+    """`use_vllm=True` checks that need no model: vLLM installed (the error names the extra), in server mode a CUDA
+    trainer (TRL syncs weights to the server over NCCL) and a server that answers within `vllm_server_timeout`."""
+    from .vllm_checks import check_vllm_server, require_vllm
+
+    require_vllm("use_vllm=True")
+    if args.vllm_mode != "server":
+        return
+    if args.use_cpu or not torch.cuda.is_available():
+        raise ValueError(
+            "vllm_mode='server' needs a CUDA trainer: after each optimizer step TRL pushes the weights to the server "
+            "through vLLM's NCCL weight-transfer engine (trl/generation/vllm_client.py, VLLMClient.init_communicator, "
+            "which refuses a non-CUDA device), so a CPU trainer cannot keep the server's policy current. On CPU use "
+            "vllm_mode='colocate'."
+        )
+    if int(os.environ.get("RANK", "0")) == 0:  # TRL's client lives on the main process only
+        base_url = args.vllm_server_base_url or f"http://{args.vllm_server_host}:{args.vllm_server_port}"
+        check_vllm_server(base_url, args.vllm_server_timeout)
 
 
 def reward_func_name(func) -> str:
@@ -149,6 +169,8 @@ class PassKGRPOTrainer(GRPOTrainer):
                 f"success_reward={args.success_reward!r} is not among the reward functions: {', '.join(names)}."
             )
         self._success_index = 0 if args.success_reward is None else names.index(args.success_reward)
+        if args.use_vllm:
+            check_vllm_generation(args)  # before TRL loads the model: a missing vLLM or a silent server fails fast
         self._gathered_rewards: torch.Tensor | None = None
         self.last_passk_step: PassKStep | None = None
         super().__init__(model, reward_funcs, args, *pargs, **kwargs)

