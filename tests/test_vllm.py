@@ -66,7 +66,17 @@ def smoke_recipe(directory: Path) -> str:
 def colocate_run(tmp_path_factory):
     """The smoke recipe, 2 steps, hybrid + interference filter, generating with vLLM colocated in the trainer."""
     out = tmp_path_factory.mktemp("vllm") / "colocate"
-    argv = ["grpo", "--config", smoke_recipe(out.parent), "--output_dir", str(out), "--max_steps", "2", "--save_steps", "2"]
+    argv = [
+        "grpo",
+        "--config",
+        smoke_recipe(out.parent),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        "--save_steps",
+        "2",
+    ]
     argv += ["--eval_before_after", "false", "--plot", "false", "--max_completion_length", "8"]
     argv += ["--per_device_train_batch_size", "16"]  # 2 prompts x G=8 per step
     argv += ["--objective", "hybrid", "--interference", "filter", "--interference_every", "1"]
