@@ -422,7 +422,9 @@ def check_vllm_backend(model_args: ModelArguments) -> None:
         )
 
 
-def make_vllm_backend(model_args: ModelArguments, max_model_len: int | None, gpu_memory_utilization: float, seed: int):
+def make_vllm_backend(
+    model_args: ModelArguments, max_model_len: int | None, gpu_memory_utilization: float, seed: int, **llm_kwargs
+):
     """The [`~evaluation.VLLMBackend`] of `model_args`: the base model, its `adapter` as a vLLM LoRA, its `dtype`."""
     from ..evaluation import VLLMBackend
 
@@ -436,6 +438,7 @@ def make_vllm_backend(model_args: ModelArguments, max_model_len: int | None, gpu
         max_model_len=max_model_len,
         gpu_memory_utilization=gpu_memory_utilization,
         seed=seed,
+        **llm_kwargs,
     )
 
 

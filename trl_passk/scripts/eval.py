@@ -66,6 +66,9 @@ class EvalArguments:
     vllm_max_model_len: int | None = field(
         default=None, metadata={"help": "vLLM context length (prompt + completion); default: the model's"}
     )
+    vllm_enforce_eager: bool = field(
+        default=False, metadata={"help": "vLLM without compiling the model (faster start-up, slower generation)"}
+    )
     vllm_gpu_memory_utilization: float = field(
         default=0.9, metadata={"help": "fraction of GPU memory vLLM may take (weights, activations, KV cache)"}
     )
@@ -148,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     backend = None
     if eval_args.backend == "vllm":
         backend = make_vllm_backend(
-            model_args, eval_args.vllm_max_model_len, eval_args.vllm_gpu_memory_utilization, eval_args.seed
+            model_args,
+            eval_args.vllm_max_model_len,
+            eval_args.vllm_gpu_memory_utilization,
+            eval_args.seed,
+            enforce_eager=eval_args.vllm_enforce_eager,
         )
         model, tokenizer = None, backend.tokenizer
     else:
