@@ -8,6 +8,10 @@ The override is two wrapped methods and nothing else (TRL 1.x computes advantage
    process's slice. Loss, PEFT, gradient checkpointing, vLLM, DeepSpeed and logging stay TRL's.
 
 With `objective="pass1"` the parent's advantages are left untouched: training is TRL's, bit for bit.
+
+With `use_vllm=True`: a missing vLLM, a silent server, or server mode on a CPU trainer fail before TRL loads the model
+([`check_vllm_generation`]); on vLLM's CPU backend the colocated weight sync goes through vLLM's `reload_weights`
+(`_reload_weights_on_cpu` says why). On a GPU TRL's vLLM path is untouched.
 """
 
 from __future__ import annotations
