@@ -622,6 +622,10 @@ class VLLMBackend:
             with open(os.path.join(adapter, "adapter_config.json")) as handle:
                 rank = int(json.load(handle).get("r", 16))
             lora = {"enable_lora": True, "max_lora_rank": max(8, 1 << (rank - 1).bit_length()), "max_loras": 1}
+        # vLLM's CPU backend crashes ("CPU Generator does not use offset") when a seeded request's prefill is split
+        # across steps (chunked prefill rewinds the request's torch generator, which CPU generators cannot do): a token
+        # budget per step large enough for a whole call's prompts avoids the split.
+        llm_kwargs.setdefault("max_num_batched_tokens", 16384)
         self.llm = LLM(
             model=model,
             dtype=dtype,
