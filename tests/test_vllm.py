@@ -92,7 +92,6 @@ def colocate_run(tmp_path_factory):
 def test_colocate_trains_hybrid_with_the_filter(colocate_run):
     out, result, seconds = colocate_run
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "Reloading weights inplace" in result.stdout + result.stderr  # vLLM's log: the CPU weight sync ran
     record = json.loads((out / "metrics.json").read_text())
     assert record["status"] == "completed" and record["global_step"] == 2
     steps = [h for h in record["log_history"] if "passk/pass@4" in h]
