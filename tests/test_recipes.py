@@ -23,6 +23,8 @@ def test_recipes_exist():
         for objective in ("pass1", "passk", "hybrid"):
             for variant in ("lora", "qlora"):
                 assert f"{model}/grpo/config_{objective}_{variant}.yaml" in names
+        for variant in ("lora", "qlora"):  # one GPU, vLLM colocated
+            assert f"{model}/grpo/config_hybrid_{variant}_vllm.yaml" in names
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.relative_to(RECIPES_DIR).as_posix())
@@ -34,6 +36,8 @@ def test_recipe_dry_run(recipe, tmp_path, capsys):
     assert "the recipe is valid" in captured.out
     if "qlora" in recipe.name:
         assert "4-bit nf4 double-quant" in captured.out
+    if recipe.name.endswith("_vllm.yaml"):
+        assert "vLLM, colocate mode" in captured.out
 
 
 @pytest.mark.parametrize("name", ["single_gpu.yaml", "ddp.yaml", "zero2.yaml"])

@@ -10,6 +10,7 @@ pass@k curves with bootstrap confidence intervals, majority-vote accuracy, plots
   `eval_passk/pass@{k}`.
 - [`TransformersBackend`]: the generation backend (batched `model.generate`). Generation is one seam: any callable
   `backend(texts, n, sampling, seed) -> list[list[Sample]]` can replace it (`evaluate_pass_at_k(..., backend=...)`).
+- [`VLLMBackend`]: the same seam on vLLM's offline engine (seeded per request, LoRA adapters through `LoRARequest`).
 
 The `trl-passk eval` command line is `trl_passk.scripts.eval`.
 
@@ -61,6 +62,7 @@ __all__ = [
     "Sample",
     "SamplingParams",
     "TransformersBackend",
+    "VLLMBackend",
     "bootstrap_ci",
     "check_dataset",
     "compare_runs",
@@ -522,6 +524,8 @@ class TransformersBackend:
     ```
     """
 
+    name = "transformers"
+
     def __init__(self, model, tokenizer, batch_size: int = 64):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
 
@@ -578,6 +582,104 @@ class TransformersBackend:
             if cuda_states is not None:
                 torch.cuda.set_rng_state_all(cuda_states)
         return [samples[i * n : (i + 1) * n] for i in range(len(texts))]
+
+
+class VLLMBackend:
+    """
+    A [`GenerationBackend`] on vLLM's offline engine (`vllm.LLM`): the same seam as [`TransformersBackend`], so
+    [`evaluate_pass_at_k`] writes the same outputs and resumes the same way. Each call samples `n` completions per
+    prompt with a per-request seed derived from `seed` (reproducible on the same hardware and vLLM), from the prompt's
+    token ids (the text tokenized without special tokens, as [`TransformersBackend`] does). A PEFT LoRA `adapter`
+    directory is applied through vLLM's LoRA support (`LoRARequest`), not merged.
+
+    Args:
+        model (`str`): local directory or hub name of the base model (`embedded:` ids are resolved).
+        adapter (`str`, *optional*): PEFT LoRA adapter directory.
+        dtype (`str`, defaults to `"auto"`), max_model_len (`int`, *optional*), gpu_memory_utilization (`float`,
+            defaults to `0.9`), seed (`int`, defaults to `0`): passed to `vllm.LLM`.
+        llm_kwargs: any other `vllm.LLM` argument (`enforce_eager=True`, `max_num_seqs=...`, ...).
+
+    Example:
+
+    ```python
+    backend = VLLMBackend("Qwen/Qwen2.5-7B-Instruct", adapter="runs/hybrid", max_model_len=2048)
+    metrics = evaluate_pass_at_k(None, backend.tokenizer, dataset, "math_accuracy", n=64, backend=backend)
+    ```
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        adapter: str | None = None,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.9,
+        seed: int = 0,
+        **llm_kwargs,
+    ):
+        from .vllm_checks import require_vllm
+
+        require_vllm("the vLLM generation backend")
+        from vllm import LLM
+
+        from .embedded import resolve_model_path
+
+        model = resolve_model_path(model)
+        lora = {}
+        if adapter is not None:
+            with open(os.path.join(adapter, "adapter_config.json")) as handle:
+                rank = int(json.load(handle).get("r", 16))
+            lora = {"enable_lora": True, "max_lora_rank": max(8, 1 << (rank - 1).bit_length()), "max_loras": 1}
+        # vLLM's CPU backend crashes ("CPU Generator does not use offset") when a seeded request's prefill is split
+        # across steps (chunked prefill rewinds the request's torch generator, which CPU generators cannot do): a token
+        # budget per step large enough for a whole call's prompts avoids the split.
+        llm_kwargs.setdefault("max_num_batched_tokens", 16384)
+        self.llm = LLM(
+            model=model,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            gpu_memory_utilization=gpu_memory_utilization,
+            seed=seed,
+            **{**lora, **llm_kwargs},
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+        self.lora_request = None
+        if adapter is not None:
+            from vllm.lora.request import LoRARequest
+
+            self.lora_request = LoRARequest("adapter", 1, os.path.abspath(adapter))
+
+    def sampling_params(self, sampling: SamplingParams, n: int, seed: int):
+        from vllm import SamplingParams as VLLMSamplingParams
+
+        greedy = sampling.temperature == 0
+        return VLLMSamplingParams(
+            n=n,
+            temperature=0.0 if greedy else sampling.temperature,
+            top_p=1.0 if greedy else sampling.top_p,
+            top_k=50 if sampling.top_k is None else (sampling.top_k or -1),  # None: transformers' default, 0: off
+            max_tokens=sampling.max_new_tokens,
+            seed=seed,
+            skip_special_tokens=True,
+        )
+
+    def __call__(self, texts: list[str], n: int, sampling: SamplingParams, seed: int) -> list[list[Sample]]:
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        # One request per prompt, each with its own seed: a prompt's samples do not depend on its neighbours.
+        params = [self.sampling_params(sampling, n, _chunk_seed(seed, i)) for i in range(len(texts))]
+        outputs = self.llm.generate(
+            [{"prompt_token_ids": prompt} for prompt in ids],
+            params,
+            lora_request=self.lora_request,
+            use_tqdm=False,
+        )
+        return [
+            [Sample(o.text, list(o.token_ids), o.finish_reason == "length") for o in output.outputs]
+            for output in outputs
+        ]
 
 
 def render_prompts(prompts: Sequence, tokenizer) -> list[str]:
@@ -646,6 +748,8 @@ def _resume(output_dir: str, config: dict, num_problems: int) -> dict[int, dict]
         with open(config_path) as handle:
             previous = json.load(handle)
         changed = {key: (previous.get(key), config[key]) for key in _RESUME_KEYS if previous.get(key) != config[key]}
+        if previous.get("backend", config["backend"]) != config["backend"]:  # runs before backends were recorded
+            changed["backend"] = (previous["backend"], config["backend"])
         if changed and os.path.exists(samples_path) and os.path.getsize(samples_path) > 0:
             raise ValueError(
                 f"{output_dir} holds samples drawn with different settings {{name: (saved, now)}}: {changed}. "
@@ -788,6 +892,7 @@ def evaluate_pass_at_k(
         "batch_size": batch_size,
         "dataset_fingerprint": _fingerprint(prompts),
         "reward": reward_func_label(reward_func),
+        "backend": getattr(backend, "name", type(backend).__name__),
     }
     done = _resume(output_dir, config, len(prompts)) if output_dir is not None else {}
 

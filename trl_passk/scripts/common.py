@@ -58,10 +58,12 @@ __all__ = [
     "describe_dataset_source",
     "check_quantization_available",
     "concise_errors",
+    "check_vllm_backend",
     "describe_model_source",
     "load_dataset_source",
     "load_model",
     "load_problems",
+    "make_vllm_backend",
     "map_dataset_columns",
     "parse_dataclasses",
     "read_recipe",
@@ -496,6 +498,41 @@ def load_model(model_args: ModelArguments):
 
         model = PeftModel.from_pretrained(model, adapter)
     return (model if kwargs else model.to(device)), tokenizer
+
+
+def check_vllm_backend(model_args: ModelArguments) -> None:
+    """`--backend vllm` checks that load nothing: vLLM installed (the error names the extra) and options it takes."""
+    from ..vllm_checks import require_vllm
+
+    try:
+        require_vllm("--backend vllm")
+    except ImportError as error:
+        raise CLIError(str(error)) from None
+    if model_args.load_in_4bit:
+        raise CLIError(
+            "--load_in_4bit is not supported with --backend vllm (vLLM quantizes in flight with its own settings); "
+            "evaluate the 4-bit base with --backend transformers."
+        )
+
+
+def make_vllm_backend(
+    model_args: ModelArguments, max_model_len: int | None, gpu_memory_utilization: float, seed: int, **llm_kwargs
+):
+    """The [`~evaluation.VLLMBackend`] of `model_args`: the base model, its `adapter` as a vLLM LoRA, its `dtype`."""
+    from ..evaluation import VLLMBackend
+
+    adapter = model_args.adapter
+    if adapter and not os.path.exists(os.path.join(adapter, "adapter_config.json")):
+        raise CLIError(f"--adapter {adapter!r} holds no adapter_config.json (a PEFT LoRA adapter directory)")
+    return VLLMBackend(
+        model_args.model_name_or_path,
+        adapter=adapter,
+        dtype=model_args.dtype,
+        max_model_len=max_model_len,
+        gpu_memory_utilization=gpu_memory_utilization,
+        seed=seed,
+        **llm_kwargs,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------

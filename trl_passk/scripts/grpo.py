@@ -436,6 +436,13 @@ def validate(script_args, training_args, model_args) -> dict[str, Any]:
     if quantization_config is not None:
         quant = "4-bit " + model_args.bnb_4bit_quant_type if model_args.load_in_4bit else "8-bit"
         summary["quantization"] = quant + (" double-quant" if model_args.use_bnb_nested_quant else "")
+    if training_args.use_vllm:
+        from ..vllm_checks import vllm_version
+
+        version = vllm_version()
+        summary["generation"] = f"vLLM, {training_args.vllm_mode} mode" + (
+            f" (vLLM {version})" if version else " (vLLM NOT installed here: pip install 'trl-passk[vllm]')"
+        )
     resume = resolve_resume(script_args, training_args)
     summary["start"] = f"resume from {resume}" if resume else f"fresh run in {training_args.output_dir}"
     note = resume_note(script_args, training_args, resume)
