@@ -39,7 +39,7 @@ def test_qlora_recipe_trains_and_eval_loads_the_adapter_on_the_4bit_base(tmp_pat
     # The eval command's own model loading, observed (not replaced): the base must come up in 4-bit, with the adapter.
     import bitsandbytes as bnb
 
-    import trl_passk.scripts.eval as eval_script
+    import trl_passk.scripts.common as cli_common  # the eval command imports load_model from here when it runs
 
     loaded = []
 
@@ -48,8 +48,8 @@ def test_qlora_recipe_trains_and_eval_loads_the_adapter_on_the_4bit_base(tmp_pat
         loaded.append(model)
         return model, tokenizer
 
-    real_load_model = eval_script.load_model
-    monkeypatch.setattr(eval_script, "load_model", observed_load_model)
+    real_load_model = cli_common.load_model
+    monkeypatch.setattr(cli_common, "load_model", observed_load_model)
     dataset = "reasoning_gym:chain_sum?size=2&seed=2&min_terms=2&max_terms=2&min_digits=1&max_digits=1"
     argv = ["eval", "--model_name_or_path", "embedded:SmolLM2-135M-Instruct", "--load_in_4bit", "true"]
     argv += ["--use_bnb_nested_quant", "true", "--dtype", "float32", "--adapter", str(out), "--dataset", dataset]
