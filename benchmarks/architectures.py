@@ -68,21 +68,24 @@ _QWEN_COMMON = dict(
     attention_dropout=0.0,
 )
 
+# Qwen2.5-7B sizes, shared by the Instruct and Coder-Instruct models (same architecture).
+_QWEN_7B = dict(
+    _QWEN_COMMON,
+    hidden_size=3584,
+    intermediate_size=18944,
+    num_hidden_layers=28,
+    num_attention_heads=28,
+    num_key_value_heads=4,
+    max_position_embeddings=32768,
+    max_window_layers=28,
+    rms_norm_eps=1e-6,
+)
+
 ARCHITECTURES: dict[str, Architecture] = {
     "Qwen2.5-7B-Instruct": Architecture(
         model_id="Qwen/Qwen2.5-7B-Instruct",
         config_class="Qwen2Config",
-        config_kwargs=dict(
-            _QWEN_COMMON,
-            hidden_size=3584,
-            intermediate_size=18944,
-            num_hidden_layers=28,
-            num_attention_heads=28,
-            num_key_value_heads=4,
-            max_position_embeddings=32768,
-            max_window_layers=28,
-            rms_norm_eps=1e-6,
-        ),
+        config_kwargs=_QWEN_7B,
         published_params=7.61e9,  # model card: "Number of Parameters: 7.61B" (7.62B counted)
         source="Qwen/Qwen2.5-7B-Instruct config.json (values as given in the issue; the model card lists 28 layers, "
         "28 Q / 4 KV heads, 7.61B parameters). A third-party copy of the base Qwen2.5-7B config.json "
@@ -93,17 +96,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "Qwen2.5-Coder-7B-Instruct": Architecture(
         model_id="Qwen/Qwen2.5-Coder-7B-Instruct",
         config_class="Qwen2Config",
-        config_kwargs=dict(
-            _QWEN_COMMON,
-            hidden_size=3584,
-            intermediate_size=18944,
-            num_hidden_layers=28,
-            num_attention_heads=28,
-            num_key_value_heads=4,
-            max_position_embeddings=32768,
-            max_window_layers=28,
-            rms_norm_eps=1e-6,
-        ),
+        config_kwargs=_QWEN_7B,
         published_params=7.61e9,  # model card: "Number of Parameters: 7.61B"
         source="Qwen2.5-Coder technical report (arXiv 2409.12186, Table 1: the 7B model has hidden size 3584, 28 "
         "layers, 28 query / 4 KV heads, intermediate size 18944, untied embeddings), i.e. the Qwen2.5-7B sizes above.",
