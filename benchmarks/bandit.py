@@ -58,6 +58,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -67,6 +68,9 @@ from torch.func import jacrev
 from trl_passk.advantages import RANDOM_ESTIMATORS
 from trl_passk.interference import filter_advantages, interference_stats, pass1_gradient
 from trl_passk.objective import passk_step
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _stats import mean_ci, t975  # noqa: E402  (benchmarks/_stats.py)
 
 torch.set_num_threads(1)
 
@@ -382,19 +386,6 @@ def train(
 # ---------------------------------------------------------------------------------------------------------------------
 # statistics and report
 
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
-
-
-def mean_ci(values) -> tuple[float, float]:
-    """Mean and half-width of the 95 % t-interval."""
-    x = torch.tensor(values, dtype=torch.float64)
-    n = len(values)
-    if n < 2:
-        return x.mean().item(), math.nan
-    t = T975.get(n - 1, 1.96 + 2.5 / (n - 1))  # df > 10: a close approximation of the t quantile
-    return x.mean().item(), t * x.std().item() / math.sqrt(n)
-
-
 RATE_OBJECTIVES = ("pass1", "passk/analytic", "hybrid")
 
 
@@ -652,7 +643,7 @@ def plot(results: dict, path: str, k: int) -> None:
                 mean = ys.mean(0)
                 ax.plot(steps, mean, label=name)
                 if len(rs) > 1:
-                    half = T975.get(len(rs) - 1, 2.0) * ys.std(0) / math.sqrt(len(rs))
+                    half = t975(len(rs) - 1) * ys.std(0) / math.sqrt(len(rs))
                     ax.fill_between(steps, mean - half, mean + half, alpha=0.15)
             ax.set_xlabel("step")
             ax.set_ylabel(label or f"cos(∇pass@{k}, ∇pass@1), exact kernel")

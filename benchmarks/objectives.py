@@ -4,6 +4,7 @@ trained with `trl-passk grpo` from one recipe and evaluated with `trl-passk eval
     python benchmarks/objectives.py                 # full table on this CPU (embedded SmolLM2-135M + LoRA), < 60 min
     python benchmarks/objectives.py --quick         # CI-sized: 3 objectives, 2 steps each, tiny evaluation (~2 min)
     python benchmarks/objectives.py --objectives pass1,hybrid+filter --steps 40    # a subset, longer
+    python benchmarks/objectives.py --preset headroom  # a 4-task mix with pass@k headroom, 3 objectives x 3 seeds, ~90 min
 
 Default setting (the CPU smoke recipe, `recipes/smoke/config_hybrid_cpu.yaml`): the embedded
 SmolLM2-135M-Instruct with LoRA r = 16 on all linear layers, reasoning-gym `chain_sum` (2 one-digit terms), 4 prompts
@@ -19,6 +20,14 @@ Intervals: 95 % paired percentile bootstrap over held-out problems (the same res
 metric and for its difference to pass1 training. With one training seed per objective they cover evaluation noise
 (problems and samples), not training-seed noise; `--seeds 1,2,3` trains each objective once per seed, averages the
 per-problem values over seeds, then bootstraps over problems.
+
+`--preset headroom` (issue 19): the same recipe on `HEADROOM_DATASET`, an equal-share mix of four numeric
+reasoning-gym skills (one-digit chain sums, letter counting, LCM, products) on which the base model's pass@8 is > 3 x
+its pass@1 and no skill is solved reliably; pass1, passk/pkpo and staged (lambda 0 -> 1 at half of training), seeds
+42, 43, 44, 16 steps each, 64 held-out problems (16 per task) x n = 16. With several seeds the report adds the
+seed-paired gaps to pass1 training (seed s against pass1's seed s) with a 95 % t-interval over seeds, the A/A spread
+(the largest gap between two of pass1 training's own seeds), a claim only where both the t-interval and the paired
+bootstrap interval exclude zero, and per-task pass@k (reasoning-gym data).
 
 Resumable: a finished run (`metrics.json` with status completed) is not retrained, an interrupted one resumes from
 its last checkpoint, and evaluation resumes from its `samples.jsonl`. Outputs in `--output_dir`: one directory per
@@ -56,6 +65,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _stats import mean_ci  # noqa: E402  (benchmarks/_stats.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_RECIPE = os.path.join(ROOT, "recipes", "smoke", "config_hybrid_cpu.yaml")
 # The smoke recipe's task with a larger held-out split (64 problems) for tighter intervals; the train split (128
@@ -78,6 +90,33 @@ OBJECTIVES: dict[str, list[str]] = {
     "hybrid+filter": [*_HYBRID, "--interference", "filter", "--interference_every", "1"],
     # the filter's control: the same every-step diagnostic, nothing filtered
     "hybrid+diagnose": [*_HYBRID, "--interference", "diagnose", "--interference_every", "1"],
+    "passk/maxrl": ["--objective", "passk", "--passk_estimator", "maxrl"],
+    # pass@k first, then pass@1 (lambda 0 -> 1 at half of training): recipes/.../config_staged_lora.yaml
+    "staged": [
+        "--objective",
+        "hybrid",
+        "--passk_estimator",
+        "analytic",
+        "--hybrid_lambda_schedule",
+        "step",
+        "--hybrid_lambda_start",
+        "0",
+        "--hybrid_lambda",
+        "1",
+        "--hybrid_lambda_schedule_ratio",
+        "0.5",
+    ],  # fmt: skip
+    # the expected update is grad(0.5 J_1 + 0.5 J_k) (un-normalised RLOO A_1 + PKPO A_k)
+    "hybrid0.5(objective)": [
+        "--objective",
+        "hybrid",
+        "--hybrid_scale",
+        "objective",
+        "--passk_estimator",
+        "pkpo",
+        "--hybrid_lambda",
+        "0.5",
+    ],  # fmt: skip
 }
 # The full CPU table (< 60 min on 2 cores): passk/full and passk/bootstrap are left out of the default for time (add
 # them with --objectives; the bandit compares all estimators).
@@ -92,6 +131,26 @@ QUICK = dict(
     train_args="--per_device_train_batch_size 8 --num_generations 4 --k 2 --max_completion_length 8",
     eval_max_new_tokens=8,
 )
+
+
+# A task mix with pass@k headroom for the embedded model (issue 19): four numeric reasoning-gym skills in equal shares,
+# none of which it solves reliably. Base SmolLM2-135M, 16 problems x n = 16 each, 12 tokens, temperature 1 (probe):
+# chain_sum pass@1 / pass@8 0.14 / 0.57, letter_counting 0.03 / 0.20, lcm 0.02 / 0.12, products 0.02 / 0.11.
+HEADROOM_DATASET = (
+    "reasoning_gym:chain_sum+letter_counting+lcm+products?size=256&seed=1&test_size=64"
+    "&chain_sum.min_terms=2&chain_sum.max_terms=2&chain_sum.min_digits=1&chain_sum.max_digits=1"
+)
+HEADROOM = dict(
+    dataset_name=HEADROOM_DATASET,
+    objectives="pass1,passk/pkpo,staged",  # 9 runs of ~9 min: add hybrid0.5(objective), passk/maxrl with --objectives
+    seeds="42,43,44",
+    steps=16,
+    diagnose_every=0,
+    eval_problems=64,
+    eval_n=16,
+    eval_k="1,2,4,8,16",
+)
+PRESETS = {"quick": QUICK, "headroom": HEADROOM}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -115,16 +174,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output_dir", default=os.path.join(ROOT, "runs", "objectives"))
     parser.add_argument("--plot", help="PNG of the comparison (default: <output_dir>/objectives.png); '' = none")
     parser.add_argument(
-        "--quick", action="store_true", help="CI-sized run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items())
+        "--quick",
+        action="store_true",
+        help="CI-sized run (= --preset quick): " + ", ".join(f"{k}={v}" for k, v in QUICK.items()),
+    )
+    parser.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help="named settings (explicit flags win): quick = CI-sized; headroom = a 4-task reasoning-gym mix with "
+        "pass@k headroom, 3 objectives x 3 seeds, 64 held-out problems x n = 16 (~90 min on 2 CPU cores)",
     )
     args = parser.parse_args(argv)
     if args.quick:
+        if args.preset not in (None, "quick"):
+            parser.error(f"--quick is --preset quick; it cannot be combined with --preset {args.preset}")
+        args.preset = "quick"
+    if args.preset:
         defaults = {action.dest: action.default for action in parser._actions}
-        for key, value in QUICK.items():
-            if getattr(args, key) == defaults[key]:  # explicit flags win over the quick preset
+        for key, value in PRESETS[args.preset].items():
+            if getattr(args, key) == defaults[key]:  # explicit flags win over the preset
                 setattr(args, key, value)
         if args.output_dir == defaults["output_dir"]:
-            args.output_dir = os.path.join(ROOT, "runs", "objectives-quick")
+            args.output_dir = os.path.join(ROOT, "runs", f"objectives-{args.preset}")
     args.objectives = [name.strip() for name in args.objectives.split(",") if name.strip()]
     unknown = [name for name in args.objectives if name not in OBJECTIVES]
     if unknown:
@@ -296,7 +367,66 @@ def summarise(args, runs: dict[str, dict]) -> dict:
                 row[f"delta_pass@{k}"] = float(np.nanmean(diff))
                 row[f"delta_pass@{k}_ci"] = bootstrap_ci(diff, indices=resamples)
         rows[name] = row
-    return {"num_problems": len(problems), "ks": ks, "rows": rows}
+    seed_statistics(rows, per_seed, ks)
+    summary = {"num_problems": len(problems), "ks": ks, "rows": rows}
+    labels = task_labels(args, problems)
+    if labels is not None:
+        summary["tasks"] = per_task(per_run, labels, ks)
+    return summary
+
+
+def seed_statistics(rows: dict, per_seed: dict[str, np.ndarray], ks: list[int]) -> None:
+    """Training-seed statistics, added to `rows` in place when pass1 has >= 2 seeds: each row's spread over seeds
+    (`pass@k_seed_sd`), its seed-paired gaps to pass1 training (seed s against pass1's seed s: the same first batch)
+    with a 95 % t-interval over seeds (`delta_pass@k_seeds`, `delta_pass@k_seed_ci`), `claim@k` (+1 / -1 when both
+    that interval and the paired bootstrap interval over problems exclude zero, else 0), and on the pass1 row the A/A
+    spread: the largest gap between two of its own seeds (`aa_spread@k`)."""
+    reference = per_seed["pass1"]  # (S, K)
+    if len(reference) < 2:
+        return
+    for name, values in per_seed.items():
+        row = rows[name]
+        for col, k in enumerate(ks):
+            if len(values) >= 2:
+                row[f"pass@{k}_seed_sd"] = float(np.std(values[:, col], ddof=1))
+            if name == "base" or len(values) != len(reference):
+                continue
+            gaps = values[:, col] - reference[:, col]
+            mean, half = mean_ci(gaps)
+            row[f"delta_pass@{k}_seeds"] = [float(g) for g in gaps]
+            row[f"delta_pass@{k}_seed_ci"] = (mean - half, mean + half)
+            intervals = (row[f"delta_pass@{k}_seed_ci"], row[f"delta_pass@{k}_ci"])
+            row[f"claim@{k}"] = (
+                1 if all(lo > 0 for lo, _ in intervals) else -1 if all(hi < 0 for _, hi in intervals) else 0
+            )
+    row = rows["pass1"]
+    for col, k in enumerate(ks):
+        row[f"aa_spread@{k}"] = float(np.ptp(reference[:, col]))
+
+
+def task_labels(args, problems: list[int]) -> list[str] | None:
+    """The reasoning-gym task of each evaluated problem (index into the held-out split), or None for other data."""
+    from trl_passk.data import is_reasoning_gym_source, load_reasoning_gym_source
+
+    if not is_reasoning_gym_source(args.dataset_name):
+        return None
+    split = args.recipe_values.get("dataset_test_split", "test")
+    dataset = load_reasoning_gym_source(args.dataset_name)
+    if isinstance(dataset, dict):
+        dataset = dataset[split]
+    return [json.loads(dataset[i]["metadata"])["source_dataset"] for i in problems]
+
+
+def per_task(per_run: dict[str, np.ndarray], labels: list[str], ks: list[int]) -> dict:
+    """`{task: {"num_problems": n, run: {"pass@k": mean over the task's problems (and seeds)}}}`."""
+    labels = np.asarray(labels)
+    out = {}
+    for task in sorted(set(labels.tolist())):
+        mask = labels == task
+        out[task] = {"num_problems": int(mask.sum())}
+        for name, values in per_run.items():
+            out[task][name] = {f"pass@{k}": float(np.nanmean(values[mask, col])) for col, k in enumerate(ks)}
+    return out
 
 
 def _log_series(log_history: list[dict], key: str) -> list[tuple[int, float]]:
@@ -350,6 +480,65 @@ def markdown_table(summary: dict) -> str:
         if by_seed:
             pairs = zip(row[f"pass@{ks[0]}_seeds"], row[f"pass@{ks[-1]}_seeds"])
             cells.append(", ".join(f"{a * pts:.1f} / {b * pts:.1f}" for a, b in pairs))
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    for extra in (seed_table(summary), task_table(summary)):
+        if extra:
+            text += "\n" + extra
+    return text
+
+
+def _pts(value: float, signed: bool = True) -> str:
+    return f"{value * 100:+.1f}" if signed else f"{value * 100:.1f}"
+
+
+def seed_table(summary: dict) -> str:
+    """Seed-paired gaps to pass1 training with t-intervals over seeds, and the A/A spread (empty for one seed)."""
+    rows, ks = summary["rows"], summary["ks"]
+    shown = [k for k in (ks[0], ks[-1])]
+    if f"aa_spread@{ks[0]}" not in rows["pass1"]:
+        return ""
+    head = ["objective"]
+    for k in shown:
+        head += [f"Δpass@{k} by seed", f"Δpass@{k} [t-interval over seeds]", f"pass@{k} claim"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    verdict = {1: "**higher**", -1: "**lower**", 0: "none"}
+    for name, row in rows.items():
+        if name in ("base", "pass1") or f"delta_pass@{ks[0]}_seeds" not in row:
+            continue
+        cells = [name]
+        for k in shown:
+            low, high = row[f"delta_pass@{k}_seed_ci"]
+            cells.append(", ".join(_pts(g) for g in row[f"delta_pass@{k}_seeds"]))
+            cells.append(f"{_pts(row[f'delta_pass@{k}'])} [{_pts(low)}, {_pts(high)}]")
+            cells.append(verdict[row[f"claim@{k}"]])
+        lines.append("| " + " | ".join(cells) + " |")
+    p1 = rows["pass1"]
+    aa = "; ".join(
+        f"pass@{k}: {', '.join(_pts(v, signed=False) for v in p1[f'pass@{k}_seeds'])} (spread "
+        f"{_pts(p1[f'aa_spread@{k}'], signed=False)} pts)"
+        for k in shown
+    )
+    note = (
+        f"A/A: pass1 training's own seeds, {aa}. Gaps are seed-paired (seed s against pass1's seed s); a claim needs "
+        "both the t-interval over seeds and the paired bootstrap interval over problems (first table) to exclude 0."
+    )
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def task_table(summary: dict) -> str:
+    """Per-task pass@1 / pass@k_max of every run (mean over its seeds); empty when the data has no task labels."""
+    tasks, ks = summary.get("tasks"), summary["ks"]
+    if not tasks:
+        return ""
+    names = list(summary["rows"])
+    head = ["task (problems)"] + [f"{name} pass@{ks[0]} / pass@{ks[-1]}" for name in names]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for task, values in tasks.items():
+        cells = [f"{task} ({values['num_problems']})"]
+        cells += [
+            f"{_pts(values[n][f'pass@{ks[0]}'], False)} / {_pts(values[n][f'pass@{ks[-1]}'], False)}" for n in names
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -456,8 +645,12 @@ def main(argv=None) -> int:
     print("\n" + table)
     print(f"[objectives] total {summary['total_wall_s'] / 60:.1f} min; results in {args.output_dir}")
     rows, k_max = summary["rows"], args.eval_k[-1]
-    for name in ("passk/analytic", "passk/pkpo", "hybrid", "hybrid+filter"):
-        if name in rows:
+    k_head = 8 if 8 in args.eval_k else k_max  # the headroom criterion: base pass@8 >= 3 x pass@1
+    if rows["base"]["pass@1"] > 0:
+        print(f"base_pass{k_head}_over_pass1: {rows['base'][f'pass@{k_head}'] / rows['base']['pass@1']:.2f}")
+    for name in rows:
+        if name not in ("base", "pass1"):
+            print(f"{_slug(name)}_pass1_gap: {rows[name]['delta_pass@1'] * 100:.2f}")
             print(f"{_slug(name)}_pass{k_max}_gain: {rows[name][f'delta_pass@{k_max}'] * 100:.2f}")
     if "hybrid+filter" in rows:
         print(f"hybrid_filter_pass1_gap: {rows['hybrid+filter'][f'delta_pass@{args.eval_k[0]}'] * 100:.2f}")

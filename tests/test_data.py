@@ -78,6 +78,43 @@ def test_load_reasoning_gym_source():
         load_reasoning_gym_source("openai/gsm8k")
 
 
+def test_reasoning_gym_task_mix():
+    """A `+`-joined mix: equal task shares in each split, per-task options, rows identical to each task built alone,
+    and every row scored by its own task's scorer."""
+    from trl_passk.data import check_reasoning_gym_source
+    from trl_passk.rewards import reasoning_gym_accuracy
+
+    source = "rg:chain_sum+lcm+letter_counting?size=13&seed=3&test_size=6&chain_sum.max_terms=2&chain_sum.min_terms=2"
+    mix = load_reasoning_gym_source(source)
+    tasks = {split: [json.loads(m)["source_dataset"] for m in mix[split]["metadata"]] for split in mix}
+    assert sorted(tasks["test"]) == ["chain_sum", "chain_sum", "lcm", "lcm", "letter_counting", "letter_counting"]
+    # 13 rows: 5/4/4, minus 2 test rows each
+    assert {t: tasks["train"].count(t) for t in set(tasks["train"])} == {
+        "chain_sum": 3,
+        "lcm": 2,
+        "letter_counting": 2,
+    }
+    assert tasks["test"] != sorted(tasks["test"])  # shuffled, not task blocks
+    alone = make_reasoning_gym_dataset(
+        "chain_sum", size=5, seed=3, test_size=2, task_kwargs={"min_terms": 2, "max_terms": 2}
+    )
+    rows = [row for row in mix["test"].to_list() if json.loads(row["metadata"])["source_dataset"] == "chain_sum"]
+    assert sorted(rows, key=str) == sorted(alone["test"].to_list(), key=str)
+    assert all(json.loads(row["metadata"])["num_terms"] == 2 for row in rows)
+    # the gold answer of every row scores 1 and a wrong one 0, through each task's own scorer
+    gold = [f"<answer>{a}</answer>" for a in mix["train"]["answer"]]
+    assert reasoning_gym_accuracy(gold, metadata=mix["train"]["metadata"], answer=mix["train"]["answer"]) == [1.0] * 7
+    wrong = ["<answer>none</answer>"] * 7
+    assert reasoning_gym_accuracy(wrong, metadata=mix["train"]["metadata"], answer=mix["train"]["answer"]) == [0.0] * 7
+    assert "mix" in check_reasoning_gym_source(source)
+    with pytest.raises(ValueError, match="chain_sum.max_terms"):
+        load_reasoning_gym_source("rg:chain_sum+lcm?size=4&max_terms=2")
+    with pytest.raises(ValueError, match="twice"):
+        load_reasoning_gym_source("rg:lcm+lcm?size=4")
+    with pytest.raises(ValueError, match="unknown reasoning-gym task 'lcmm'"):
+        check_reasoning_gym_source("rg:chain_sum+lcmm")
+
+
 @pytest.mark.parametrize(
     "text, gold",
     [

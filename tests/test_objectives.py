@@ -69,7 +69,9 @@ def test_summary_matches_brute_force(objectives, tmp_path):
                 assert row[f"delta_pass@{k}"] == pytest.approx(diff.mean(), abs=1e-12)
     assert summary["rows"]["pass1"]["delta_pass@4_ci"] == (0.0, 0.0)
     table = objectives.markdown_table(summary)
-    assert table.count("\n") == 2 + len(runs) and "| hybrid+filter |" in table and "by seed" not in table
+    first = table.split("\n\n")[0]  # then the per-task table (one task here)
+    assert first.count("\n") == 1 + len(runs) and "| hybrid+filter |" in first and "by seed" not in table
+    assert "| chain_sum (9) |" in table and "A/A" not in table  # one seed: no seed table
 
     # Two training seeds: per-problem values are averaged over seeds; each seed's own pass@k is kept.
     second = [[float(x) for x in rng.random(6) < 0.5] for _ in range(9)]
@@ -84,6 +86,65 @@ def test_summary_matches_brute_force(objectives, tmp_path):
         assert summary["rows"]["pass1"][f"pass@{k}_seeds"] == pytest.approx(seed_values, abs=1e-12)
         assert summary["rows"]["pass1"][f"pass@{k}"] == pytest.approx(np.mean(seed_values), abs=1e-12)
     assert "by seed" in objectives.markdown_table(summary)
+
+
+def test_seed_statistics_and_tasks_match_brute_force(objectives, tmp_path):
+    """Three seeds: seed-paired gaps, their t-interval (t_{0.975, 2} = 4.303), the A/A spread, the claim rule; and
+    the per-task split of the held-out problems."""
+    rng = np.random.default_rng(1)
+    ks, seeds = [1, 4], 3
+    runs, raw = {"base": {"eval_dirs": []}}, {}
+    _write_samples(tmp_path / "base", [[1.0, 0.0, 0.0, 0.0]] * 6)
+    runs["base"]["eval_dirs"].append(str(tmp_path / "base"))
+    for name, rate in (("pass1", 0.3), ("passk/pkpo", 0.8)):
+        runs[name] = {"eval_dirs": []}
+        for seed in range(seeds):
+            rewards = [[float(x) for x in rng.random(4) < rate] for _ in range(6)]
+            directory = tmp_path / f"{objectives._slug(name)}-{seed}"
+            _write_samples(directory, rewards)
+            runs[name]["eval_dirs"].append(str(directory))
+            raw[name, seed] = rewards
+    args = objectives.parse_args(["--eval_k", "1,4", "--eval_n", "4", "--bootstrap_resamples", "300"])
+    summary = objectives.summarise(args, runs)
+    rows = summary["rows"]
+
+    def seed_value(name, seed, k):
+        return np.mean([_brute_pass_at_k([r >= 1 for r in row], k) for row in raw[name, seed]])
+
+    for k in ks:
+        gaps = [seed_value("passk/pkpo", s, k) - seed_value("pass1", s, k) for s in range(seeds)]
+        assert rows["passk/pkpo"][f"delta_pass@{k}_seeds"] == pytest.approx(gaps, abs=1e-12)
+        half = 4.303 * np.std(gaps, ddof=1) / np.sqrt(seeds)
+        low, high = rows["passk/pkpo"][f"delta_pass@{k}_seed_ci"]
+        assert (low, high) == pytest.approx((np.mean(gaps) - half, np.mean(gaps) + half), abs=1e-12)
+        boot_low, boot_high = rows["passk/pkpo"][f"delta_pass@{k}_ci"]
+        expected = 1 if min(low, boot_low) > 0 else -1 if max(high, boot_high) < 0 else 0
+        assert rows["passk/pkpo"][f"claim@{k}"] == expected
+        pass1_values = [seed_value("pass1", s, k) for s in range(seeds)]
+        assert rows["pass1"][f"aa_spread@{k}"] == pytest.approx(max(pass1_values) - min(pass1_values), abs=1e-12)
+        assert rows["pass1"][f"claim@{k}"] == 0  # pass1 against itself: zero gaps
+    assert rows["passk/pkpo"]["claim@1"] == 1  # rate 0.8 against 0.3 over 3 x 24 samples: a clear gain
+    table = objectives.markdown_table(summary)
+    assert "A/A" in table and "| passk/pkpo |" in table.split("A/A")[0].split("by seed |")[-1]
+
+    labels = ["a", "b", "a", "b", "b", "a"]
+    tasks = objectives.per_task({"pass1": np.arange(12.0).reshape(6, 2)}, labels, [1, 4])
+    assert tasks == {
+        "a": {"num_problems": 3, "pass1": {"pass@1": (0 + 4 + 10) / 3, "pass@4": (1 + 5 + 11) / 3}},
+        "b": {"num_problems": 3, "pass1": {"pass@1": (2 + 6 + 8) / 3, "pass@4": (3 + 7 + 9) / 3}},
+    }
+
+
+def test_headroom_preset_task_labels(objectives):
+    args = objectives.parse_args(["--preset", "headroom"])
+    assert args.seeds == [42, 43, 44] and args.eval_n == 16 and args.eval_problems == 64
+    assert "staged" in args.objectives and "pass1" in args.objectives
+    labels = objectives.task_labels(args, list(range(args.eval_problems)))
+    assert {task: labels.count(task) for task in set(labels)} == {
+        "chain_sum": 16, "letter_counting": 16, "lcm": 16, "products": 16
+    }  # fmt: skip
+    with pytest.raises(SystemExit):
+        objectives.parse_args(["--quick", "--preset", "headroom"])
 
 
 def test_objective_commands_are_valid_and_differ_only_in_objective(objectives, capsys):

@@ -134,7 +134,7 @@ def make_reasoning_gym_dataset(
 
 
 REASONING_GYM_PREFIXES = ("reasoning_gym:", "reasoning-gym:", "rg:")
-_SOURCE_RE = re.compile(r"^(?:reasoning[_-]gym|rg):(?P<task>[A-Za-z0-9_]+)(?:\?(?P<query>.*))?$")
+_SOURCE_RE = re.compile(r"^(?:reasoning[_-]gym|rg):(?P<task>[A-Za-z0-9_]+(?:\+[A-Za-z0-9_]+)*)(?:\?(?P<query>.*))?$")
 
 
 def _parse_value(text: str) -> Any:
@@ -153,12 +153,21 @@ def load_reasoning_gym_source(source: str, **overrides) -> datasets.Dataset | da
     `true`), else kept as strings; unknown keys go to the task's configuration (`task_kwargs`). Keyword `overrides`
     win over the query string.
 
+    A **task mix** joins tasks with `+`: `reasoning_gym:chain_sum+lcm?size=128&test_size=32&chain_sum.max_terms=2`.
+    `size` and `test_size` are split evenly between the tasks (the first tasks take the remainder), so every split
+    holds each task in equal shares; each task is built with `seed` and its own options, written `<task>.<option>`;
+    the rows are then shuffled with `seed`. The reward [`~rewards.reasoning_gym_accuracy`] scores each row with its
+    own task's scorer (`metadata["source_dataset"]`).
+
     Example:
 
     ```python
     >>> ds = load_reasoning_gym_source("reasoning_gym:chain_sum?size=6&seed=1&min_terms=2&max_terms=2")
     >>> ds.num_rows
     6
+    >>> mix = load_reasoning_gym_source("rg:chain_sum+lcm?size=8&seed=1&test_size=4&chain_sum.max_terms=2")
+    >>> sorted(json.loads(m)["source_dataset"] for m in mix["test"]["metadata"])
+    ['chain_sum', 'chain_sum', 'lcm', 'lcm']
 
     ```
     """
@@ -178,7 +187,50 @@ def load_reasoning_gym_source(source: str, **overrides) -> datasets.Dataset | da
     }
     if "system_prompt" in options:
         kwargs["system_prompt"] = options.pop("system_prompt")
-    return make_reasoning_gym_dataset(match["task"], task_kwargs=options or None, **kwargs)
+    tasks = match["task"].split("+")
+    if len(tasks) == 1:
+        return make_reasoning_gym_dataset(tasks[0], task_kwargs=options or None, **kwargs)
+    return _make_task_mix(tasks, options, **kwargs)
+
+
+def _even_shares(total: int, parts: int) -> list[int]:
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def _make_task_mix(tasks: list[str], options: dict, *, size: int, seed: int, test_size, **kwargs):
+    """Equal shares of several reasoning-gym tasks (see [`load_reasoning_gym_source`]), concatenated and shuffled."""
+    import datasets
+
+    if len(set(tasks)) != len(tasks):
+        raise ValueError(f"task mix {'+'.join(tasks)!r} names a task twice; list each task once")
+    per_task: dict[str, dict] = {task: {} for task in tasks}
+    for key, value in options.items():
+        task, dot, option = key.partition(".")
+        if not dot or task not in per_task:
+            raise ValueError(
+                f"task mix option {key!r}: write task options as <task>.<option>, with <task> one of {tasks} "
+                f"(e.g. '{tasks[0]}.{option or key}={value}')"
+            )
+        per_task[task][option] = value
+    sizes = _even_shares(size, len(tasks))
+    if isinstance(test_size, float) and 0 < test_size < 1:
+        test_sizes = [int(round(test_size * n)) for n in sizes]
+    else:
+        test_sizes = _even_shares(int(test_size or 0), len(tasks))
+    parts = [
+        make_reasoning_gym_dataset(
+            task, size=n, seed=seed, test_size=n_test, task_kwargs=per_task[task] or None, **kwargs
+        )
+        for task, n, n_test in zip(tasks, sizes, test_sizes)
+    ]
+    if not test_size:
+        return datasets.concatenate_datasets(parts).shuffle(seed=seed).flatten_indices()
+    return datasets.DatasetDict(
+        {
+            split: datasets.concatenate_datasets([part[split] for part in parts]).shuffle(seed=seed).flatten_indices()
+            for split in ("train", "test")
+        }
+    )
 
 
 def is_reasoning_gym_source(source: str) -> bool:
@@ -201,12 +253,15 @@ def check_reasoning_gym_source(source: str) -> str:
             f"{source!r} is not a valid reasoning-gym source; expected e.g. "
             "'reasoning_gym:chain_sum?size=200&seed=1&test_size=32'."
         )
-    task = match["task"]
+    tasks = match["task"].split("+")
     registered = sorted(getattr(reasoning_gym.factory, "DATASETS", {}))
-    if registered and task not in registered:
-        hint = difflib.get_close_matches(task, registered, n=3)
-        raise ValueError(f"unknown reasoning-gym task {task!r}" + (f"; did you mean {hint}?" if hint else "."))
-    return f"reasoning-gym task {task!r}, built offline"
+    for task in tasks:
+        if registered and task not in registered:
+            hint = difflib.get_close_matches(task, registered, n=3)
+            raise ValueError(f"unknown reasoning-gym task {task!r}" + (f"; did you mean {hint}?" if hint else "."))
+    if len(tasks) > 1:
+        return f"reasoning-gym task mix {tasks} (equal shares), built offline"
+    return f"reasoning-gym task {tasks[0]!r}, built offline"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
