@@ -103,9 +103,9 @@ def test_argparse_error_is_the_message_not_the_usage(capsys, argv, message):
     assert message in err and f"trl-passk {argv[0]} --help" in lines[-1]
 
 
-# Loaded only where needed: `--help` pages import no model stack. `grpo --help` may load torch (the estimator registry
-# names the valid estimators) and TRL's light parser and dataclasses, never transformers, TRL's GRPO config or trainer,
-# peft or datasets.
+# Loaded only where needed: `--help` pages import no model stack. `grpo --help` may load TRL's light parser and
+# dataclasses, never torch (the estimator names come from `passk_fields.BUILTIN_ESTIMATORS`), transformers, TRL's GRPO
+# config or trainer, peft or datasets.
 HEAVY = ("transformers", "trl.trainer.grpo_config", "trl.trainer.grpo_trainer", "peft", "datasets", "accelerate")
 
 
@@ -113,7 +113,7 @@ HEAVY = ("transformers", "trl.trainer.grpo_config", "trl.trainer.grpo_trainer", 
     "argv, not_loaded",
     [
         (["--help"], ("torch", "trl", *HEAVY)),
-        (["grpo", "--help"], HEAVY),
+        (["grpo", "--help"], ("torch", *HEAVY)),
         (["eval", "--help"], ("torch", *HEAVY)),
         (["diagnose", "--help"], ("torch", *HEAVY)),
     ],
@@ -129,6 +129,18 @@ def test_help_loads_no_model_stack(argv, not_loaded):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", f"{argv} loaded {result.stdout.strip()}"
+
+
+def test_builtin_estimator_names_match_the_registry():
+    """The torch-free list the help text shows is exactly what `trl_passk.advantages` registers (fresh process: no
+    test-registered estimators)."""
+    code = (
+        "from trl_passk.advantages import ADVANTAGE_ESTIMATORS\n"
+        "from trl_passk.passk_fields import BUILTIN_ESTIMATORS\n"
+        "print(sorted(ADVANTAGE_ESTIMATORS) == sorted(BUILTIN_ESTIMATORS))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip() == "True", result.stderr
 
 
 def test_help_console_script():

@@ -283,3 +283,18 @@ def test_reasoning_gym_metadata_dict_or_json_and_failures():
 def test_docstring_examples():
     failures, _ = doctest.testmod(rewards_module, verbose=False)
     assert failures == 0
+
+
+def test_lru_evicts_least_recently_used_and_is_shared():
+    from trl_passk import code_execution, rewards
+    from trl_passk._lru import LRU
+
+    cache = LRU(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "a" is now the most recent
+    cache.put("c", 3)  # evicts "b"
+    assert "b" not in cache and cache.get("a") == 1 and cache.get("c") == 3 and len(cache) == 2
+    cache.put("a", 4)
+    assert cache.get("a") == 4 and len(cache) == 2
+    assert type(rewards._RESULTS) is type(code_execution._RESULTS) is LRU

@@ -30,6 +30,7 @@ from collections.abc import Callable
 import torch
 
 from .estimators import log_binom
+from .passk_fields import HYBRID_ADAPTIVE, OBJECTIVES
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
@@ -721,11 +722,6 @@ def maxrl_advantages(rewards: torch.Tensor, k: int = 1, *, binarize: float | Non
 
 # ----------------------------------------------------------------------------------------------------------------------
 # objectives
-
-
-OBJECTIVES = ("pass1", "passk", "hybrid", "combination")
-HYBRID_ADAPTIVE = ("off", "success_rate")
-"""Per-prompt hybrid weights: ``"off"`` (one lambda for every prompt) or ``"success_rate"`` (lambda(x) grows with p(x))."""
 
 
 def exceeding_passk_scale(num_correct: torch.Tensor, coef: float = 0.4) -> torch.Tensor:

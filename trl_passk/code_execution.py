@@ -66,10 +66,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+
+from ._lru import LRU
 
 logger = logging.getLogger(__name__)
 
@@ -599,25 +600,7 @@ def _text(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class _LRU:
-    def __init__(self, maxsize: int):
-        self.maxsize, self._data, self._lock = maxsize, OrderedDict(), threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                return self._data[key]
-            return None
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            self._data[key] = value
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
-
-
-_RESULTS = _LRU(65536)  # digest of (config, mode, program, stdin, expected) -> passed, parent side
+_RESULTS = LRU(65536)  # digest of (config, mode, program, stdin, expected) -> passed, parent side
 _EXECUTORS: dict[int, tuple[int, ThreadPoolExecutor]] = {}
 _EXECUTORS_LOCK = threading.Lock()
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .advantages import ADVANTAGE_ESTIMATORS, HYBRID_ADAPTIVE, OBJECTIVES
-
 __all__ = [
+    "BUILTIN_ESTIMATORS",
+    "HYBRID_ADAPTIVE",
+    "OBJECTIVES",
     "HYBRID_SCALES",
     "INTERFERENCE_MODES",
     "OBJECTIVE_SCALE_ESTIMATORS",
@@ -19,6 +20,12 @@ __all__ = [
     "add_fields",
 ]
 
+OBJECTIVES = ("pass1", "passk", "hybrid", "combination")
+HYBRID_ADAPTIVE = ("off", "success_rate")
+"""Per-prompt hybrid weights: ``"off"`` (one lambda for every prompt) or ``"success_rate"`` (lambda(x) grows with p(x))."""
+# The estimators `trl_passk.advantages` registers (a test keeps the two equal), named here so that the help text needs
+# no torch; `register_advantage_estimator` adds more at run time.
+BUILTIN_ESTIMATORS = ("analytic", "bootstrap", "full", "grpo", "maxrl", "pkpo", "rloo")
 SCHEDULES = ("constant", "linear", "step")
 PASSK_REWARDS = ("success", "combined")
 INTERFERENCE_MODES = ("off", "diagnose", "filter", "drop")
@@ -53,8 +60,9 @@ class PassKFields:
         default="analytic",
         metadata={
             "help": "Pass@k advantage estimator: "
-            + ", ".join(sorted(ADVANTAGE_ESTIMATORS))
-            + ". 'analytic'/'full'/'bootstrap': Chen et al. 2025; 'pkpo': Walder & Karkhanis 2025.",
+            + ", ".join(BUILTIN_ESTIMATORS)
+            + " (or a name registered with register_advantage_estimator). 'analytic'/'full'/'bootstrap': Chen et "
+            "al. 2025; 'pkpo': Walder & Karkhanis 2025.",
         },
     )
     passk_estimator_kwargs: dict | str | None = field(

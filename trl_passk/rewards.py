@@ -34,7 +34,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -621,32 +620,11 @@ class _WorkerPool:
             worker.kill()
 
 
-class _LRU:
-    """Small thread-safe LRU map."""
+if __package__:  # imported as trl_passk.rewards; a reward worker loads this file alone and needs no parent caches
+    from ._lru import LRU
 
-    def __init__(self, maxsize: int):
-        self.maxsize, self._data, self._lock = maxsize, OrderedDict(), threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                return self._data[key]
-            return None
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
-
-    def __contains__(self, key: Any) -> bool:
-        return self.get(key) is not None
-
-
-_RESULTS = _LRU(65536)  # (gold, extracted answer) -> score, parent side
-_BAD_GOLDS = _LRU(4096)  # golds known to be unparseable, parent side
+    _RESULTS = LRU(65536)  # (gold, extracted answer) -> score, parent side
+    _BAD_GOLDS = LRU(4096)  # golds known to be unparseable, parent side
 _POOLS: dict[int, _WorkerPool] = {}
 _POOLS_LOCK = threading.Lock()
 

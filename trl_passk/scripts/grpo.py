@@ -76,8 +76,9 @@ class GRPOScriptArguments(ScriptArguments):
     Args:
         dataset_name (`str`):
             Hub name, local path (a `save_to_disk` directory, or a json/jsonl/parquet/csv file) or
-            `reasoning_gym:<task>?size=N&seed=S&test_size=T&<task option>=...` or
-            `humaneval?size=N&offset=O&test_size=T&seed=S` (built offline).
+            `reasoning_gym:<task>?size=N&seed=S&test_size=T&<task option>=...` (`<task>+<task>...` for an equal-share
+            mix, options then written `<task>.<option>`) or `humaneval?size=N&offset=O&test_size=T&seed=S` (built
+            offline).
         prompt_column, answer_column, answer_format, system_prompt:
             Map a question/answer dataset to `prompt` + `solution` ([`~data.map_columns`]; `answer_format="code"`
             keeps the test columns of a code dataset instead). Without `prompt_column` the dataset must already have a
@@ -101,7 +102,8 @@ class GRPOScriptArguments(ScriptArguments):
         default=None,
         metadata={
             "help": "Dataset: hub name, local path (save_to_disk dir or json/jsonl/parquet/csv file) or "
-            "'reasoning_gym:<task>?size=N&seed=S&test_size=T&<task option>=<value>' or "
+            "'reasoning_gym:<task>?size=N&seed=S&test_size=T&<task option>=<value>' ('<task>+<task>' mixes tasks "
+            "in equal shares, options as <task>.<option>) or "
             "'humaneval?size=N&offset=O&test_size=T&seed=S' (both built offline)."
         },
     )
