@@ -543,6 +543,21 @@ def task_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _task_bars(ax, summary: dict) -> None:
+    """Grouped bars: per task, each run's pass@1 (solid) and pass@k_max (light, behind)."""
+    tasks, names, k_max = list(summary["tasks"]), list(summary["rows"]), summary["ks"][-1]
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        xs = np.arange(len(tasks)) + (i - (len(names) - 1) / 2) * width
+        color = "black" if name == "base" else f"C{i - 1}"
+        high = [summary["tasks"][t][name][f"pass@{k_max}"] for t in tasks]
+        low = [summary["tasks"][t][name]["pass@1"] for t in tasks]
+        ax.bar(xs, high, width, color=color, alpha=0.25)
+        ax.bar(xs, low, width, color=color, label=name)
+    ax.set_xticks(np.arange(len(tasks)), tasks, fontsize=8)
+    ax.set(ylabel=f"pass@1 (solid), pass@{k_max} (light)", title="held-out pass@k by task")
+
+
 def plot(summary: dict, runs: dict[str, dict], path: str) -> None:
     import matplotlib
 
@@ -563,11 +578,15 @@ def plot(summary: dict, runs: dict[str, dict], path: str) -> None:
                 series = runs[name]["series"][key]
                 if series:
                     ax.plot(*zip(*series), marker=".", color=line.get_color(), label=name)
+    has_cos = any(run.get("series", {}).get("cos_series") for run in runs.values())
+    if summary.get("tasks") and not has_cos:  # no alignment diagnostic: per-task pass@k instead
+        _task_bars(axes[1], summary)
     axes[0].set_xscale("log", base=2)
     axes[0].set_xticks(ks, [str(k) for k in ks])
     axes[0].set(xlabel="k", ylabel="held-out pass@k", title=f"held-out pass@k ({summary['num_problems']} problems)")
-    axes[1].axhline(0.0, color="grey", linewidth=0.8)
-    axes[1].set(xlabel="step", ylabel="cos(∇pass@k, ∇pass@1)", title="alignment cos at each run's policy")
+    if has_cos or not summary.get("tasks"):
+        axes[1].axhline(0.0, color="grey", linewidth=0.8)
+        axes[1].set(xlabel="step", ylabel="cos(∇pass@k, ∇pass@1)", title="alignment cos at each run's policy")
     axes[2].set(xlabel="step", ylabel="mean reward", title="train reward (each step's groups)")
     for ax in axes:
         ax.grid(alpha=0.3)
