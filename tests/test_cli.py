@@ -458,7 +458,10 @@ def test_eval_and_diagnose_parsers_as_subcommands(module, argv, expected):
     subparsers = root.add_subparsers(dest="command", parser_class=TrlParser)
     parser = importlib.import_module(f"trl_passk.scripts.{module}").make_parser(subparsers)
     assert parser.prog == f"mytool {module}"
-    model_args, data_args, _, args = parser.parse_args_into_dataclasses(argv)
+    model_args, data_args, _, args, backend_args = parser.parse_args_into_dataclasses(argv)
     assert model_args.model_name_or_path == "m" and data_args.dataset == "rg:chain_sum"
     values = {**vars(data_args), **vars(args)}
     assert {key: values[key] for key in expected} == expected
+    # one set of backend options, each command with its own vLLM memory share (diagnose's model shares the GPU)
+    assert backend_args.backend == "transformers"
+    assert backend_args.vllm_gpu_memory_utilization == {"eval": 0.9, "diagnose": 0.5}[module]

@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CLIError",
+    "BackendArguments",
     "DATASET_SOURCES",
     "DATA_FILE_BUILDERS",
     "DatasetArguments",
@@ -126,6 +127,30 @@ class ModelArguments:
         default="nf4", metadata={"help": "4-bit data type (as trl.ModelConfig)", "choices": ["nf4", "fp4"]}
     )
     use_bnb_nested_quant: bool = field(default=False, metadata={"help": "4-bit double quantization"})
+
+
+@dataclass
+class BackendArguments:
+    """The generation backend of `eval` and `diagnose`: transformers `generate`, or vLLM ([`make_vllm_backend`])."""
+
+    _argument_group_name = "generation backend"
+
+    backend: str = field(
+        default="transformers",
+        metadata={
+            "help": "generation backend (vllm: pip install 'trl-passk[vllm]')",
+            "choices": ["transformers", "vllm"],
+        },
+    )
+    vllm_max_model_len: int | None = field(
+        default=None, metadata={"help": "vLLM context length (prompt + completion); default: the model's"}
+    )
+    vllm_enforce_eager: bool = field(
+        default=False, metadata={"help": "vLLM without compiling the model (faster start-up, slower generation)"}
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.9, metadata={"help": "fraction of GPU memory vLLM may take (weights, activations, KV cache)"}
+    )
 
 
 @dataclass
@@ -515,10 +540,9 @@ def check_vllm_backend(model_args: ModelArguments) -> None:
         )
 
 
-def make_vllm_backend(
-    model_args: ModelArguments, max_model_len: int | None, gpu_memory_utilization: float, seed: int, **llm_kwargs
-):
-    """The [`~evaluation.VLLMBackend`] of `model_args`: the base model, its `adapter` as a vLLM LoRA, its `dtype`."""
+def make_vllm_backend(model_args: ModelArguments, backend_args: BackendArguments, seed: int):
+    """The [`~evaluation.VLLMBackend`] of `model_args` (the base model, its `adapter` as a vLLM LoRA, its `dtype`) with
+    the `vllm_*` settings of `backend_args`."""
     from ..evaluation import VLLMBackend
 
     adapter = model_args.adapter
@@ -528,10 +552,10 @@ def make_vllm_backend(
         model_args.model_name_or_path,
         adapter=adapter,
         dtype=model_args.dtype,
-        max_model_len=max_model_len,
-        gpu_memory_utilization=gpu_memory_utilization,
+        max_model_len=backend_args.vllm_max_model_len,
+        gpu_memory_utilization=backend_args.vllm_gpu_memory_utilization,
         seed=seed,
-        **llm_kwargs,
+        enforce_eager=backend_args.vllm_enforce_eager,
     )
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from trl import TrlParser
 
 from .common import (
+    BackendArguments,
     CLIError,
     DatasetArguments,
     HelpFormatter,
@@ -47,6 +48,13 @@ class DiagnoseDatasetArguments(DatasetArguments):
 
 
 @dataclass
+class DiagnoseBackendArguments(BackendArguments):
+    vllm_gpu_memory_utilization: float = field(
+        default=0.5, metadata={"help": "fraction of GPU memory vLLM may take (the scored model shares the GPU)"}
+    )
+
+
+@dataclass
 class DiagnoseArguments:
     """Sampling, the sketched gradients and outputs of `trl-passk diagnose`."""
 
@@ -64,27 +72,11 @@ class DiagnoseArguments:
     max_new_tokens: int = field(default=256, metadata={"help": "completion length cap"})
     prompts_per_batch: int = field(default=4, metadata={"help": "prompts sampled per generate call"})
     seed: int = field(default=0, metadata={"help": "seeds sampling and the sketch"})
-    backend: str = field(
-        default="transformers",
-        metadata={
-            "help": "generation backend (vllm: pip install 'trl-passk[vllm]')",
-            "choices": ["transformers", "vllm"],
-        },
-    )
-    vllm_max_model_len: int | None = field(
-        default=None, metadata={"help": "vLLM context length (prompt + completion); default: the model's"}
-    )
-    vllm_enforce_eager: bool = field(
-        default=False, metadata={"help": "vLLM without compiling the model (faster start-up, slower generation)"}
-    )
-    vllm_gpu_memory_utilization: float = field(
-        default=0.5, metadata={"help": "fraction of GPU memory vLLM may take (the scored model shares the GPU)"}
-    )
     output_dir: str | None = field(default=None, metadata={"help": "where the results go (required; resumable)"})
     no_progress: bool = field(default=False, metadata={"help": "no progress bar"})
 
 
-DATACLASSES = (ModelArguments, DiagnoseDatasetArguments, RewardArguments, DiagnoseArguments)
+DATACLASSES = (ModelArguments, DiagnoseDatasetArguments, RewardArguments, DiagnoseArguments, DiagnoseBackendArguments)
 
 
 def make_parser(subparsers=None, prog: str | None = None) -> TrlParser:
@@ -104,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     """`trl-passk diagnose`; returns the exit status."""
     parser = make_parser()
     try:
-        model_args, data_args, reward_args, args = parse_dataclasses(parser, sys.argv[1:] if argv is None else argv)
+        model_args, data_args, reward_args, args, backend_args = parse_dataclasses(
+            parser, sys.argv[1:] if argv is None else argv
+        )
     except CLIError as error:
         parser.error(str(error))
     # After parsing, so that --help loads neither torch nor transformers.
@@ -139,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         (reward_func,) = resolve_rewards(default_reward_names(reward_args.reward, data_args.dataset))
         dataset = load_problems(data_args)
         check_dataset(dataset, reward_func)
-        if args.backend == "vllm":
+        if backend_args.backend == "vllm":
             check_vllm_backend(model_args)
     except (ValueError, FileNotFoundError, ImportError) as error:
         parser.error(str(error))
@@ -147,14 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     # ---- generation by vLLM (started first: it sizes its memory from what is free), from the same weights: the base,
     # plus --adapter as a vLLM LoRA (fresh --lora_r adapters start at zero, so the base samples as they would)
     backend = None
-    if args.backend == "vllm":
-        backend = make_vllm_backend(
-            model_args,
-            args.vllm_max_model_len,
-            args.vllm_gpu_memory_utilization,
-            args.seed,
-            enforce_eager=args.vllm_enforce_eager,
-        )
+    if backend_args.backend == "vllm":
+        backend = make_vllm_backend(model_args, backend_args, args.seed)
 
     # ---- model: the trainable parameters define the gradient
     model, tokenizer = load_model(model_args)

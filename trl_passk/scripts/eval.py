@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from trl import TrlParser
 
 from .common import (
+    BackendArguments,
     CLIError,
     DatasetArguments,
     HelpFormatter,
@@ -60,22 +61,6 @@ class EvalArguments:
     top_k: int = field(default=0, metadata={"help": "0 = off"})
     max_new_tokens: int = field(default=256, metadata={"help": "completion length cap"})
     batch_size: int = field(default=64, metadata={"help": "sequences per generate call"})
-    backend: str = field(
-        default="transformers",
-        metadata={
-            "help": "generation backend (vllm: pip install 'trl-passk[vllm]')",
-            "choices": ["transformers", "vllm"],
-        },
-    )
-    vllm_max_model_len: int | None = field(
-        default=None, metadata={"help": "vLLM context length (prompt + completion); default: the model's"}
-    )
-    vllm_enforce_eager: bool = field(
-        default=False, metadata={"help": "vLLM without compiling the model (faster start-up, slower generation)"}
-    )
-    vllm_gpu_memory_utilization: float = field(
-        default=0.9, metadata={"help": "fraction of GPU memory vLLM may take (weights, activations, KV cache)"}
-    )
     seed: int = field(default=0, metadata={"help": "seeds sampling, maj@k subsets and the bootstrap"})
     output_dir: str | None = field(
         default=None, metadata={"help": "where samples.jsonl, metrics.* and pass_at_k.png go (resumable)"}
@@ -88,11 +73,12 @@ class EvalArguments:
     labels: str | None = field(default=None, metadata={"help": "comma-separated legend labels for --compare"})
 
 
-DATACLASSES = (ModelArguments, DatasetArguments, RewardArguments, EvalArguments)
+DATACLASSES = (ModelArguments, DatasetArguments, RewardArguments, EvalArguments, BackendArguments)
 
 
 def make_parser(subparsers=None, prog: str | None = None) -> TrlParser:
-    """Parser over (`ModelArguments`, `DatasetArguments`, `RewardArguments`, `EvalArguments`); standalone, or the
+    """Parser over (`ModelArguments`, `DatasetArguments`, `RewardArguments`, `EvalArguments`, `BackendArguments`);
+    standalone, or the
     `eval` sub-command of `subparsers` (created with `parser_class=TrlParser`, as TRL's CLI does)."""
     kwargs = {"description": DESCRIPTION, "formatter_class": HelpFormatter}
     if subparsers is not None:
@@ -108,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     """`trl-passk eval`: evaluate one model (`--model_name_or_path`) or overlay finished runs (`--compare`)."""
     parser = make_parser()
     try:
-        model_args, data_args, reward_args, eval_args = parse_dataclasses(
+        model_args, data_args, reward_args, eval_args, backend_args = parse_dataclasses(
             parser, sys.argv[1:] if argv is None else argv
         )
     except CLIError as error:
@@ -158,21 +144,15 @@ def main(argv: list[str] | None = None) -> int:
         (reward_func,) = resolve_rewards(default_reward_names(reward_args.reward, data_args.dataset))
         dataset = load_problems(data_args)
         check_dataset(dataset, reward_func)
-        if eval_args.backend == "vllm":
+        if backend_args.backend == "vllm":
             check_vllm_backend(model_args)
     except (ValueError, FileNotFoundError, ImportError) as error:
         parser.error(str(error))
 
     # ---- model
     backend = None
-    if eval_args.backend == "vllm":
-        backend = make_vllm_backend(
-            model_args,
-            eval_args.vllm_max_model_len,
-            eval_args.vllm_gpu_memory_utilization,
-            eval_args.seed,
-            enforce_eager=eval_args.vllm_enforce_eager,
-        )
+    if backend_args.backend == "vllm":
+        backend = make_vllm_backend(model_args, backend_args, eval_args.seed)
         model, tokenizer = None, backend.tokenizer
     else:
         model, tokenizer = load_model(model_args)
