@@ -57,3 +57,5 @@ args = PassKGRPOConfig(
 )
 dataset = Dataset.from_dict({"prompt": [f"question {i}" for i in range(64)]})
 Recorder(model=model_path, reward_funcs=positional_reward, args=args, train_dataset=dataset).train()
+if torch.distributed.is_initialized():  # before interpreter teardown, where gloo's threads can abort the process
+    torch.distributed.destroy_process_group()

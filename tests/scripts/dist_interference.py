@@ -55,3 +55,5 @@ stats = interference_stats(sketches.double() @ sketches.double().T, success.mean
 torch.save(sketches, os.path.join(out_dir, f"sketches_rank{rank}.pt"))
 with open(os.path.join(out_dir, f"stats_rank{rank}.json"), "w") as f:
     json.dump({"alignment_cos": stats["alignment_cos"], "agreement_cos": stats["agreement_cos"].tolist()}, f)
+if torch.distributed.is_initialized():  # before interpreter teardown, where gloo's threads can abort the process
+    torch.distributed.destroy_process_group()

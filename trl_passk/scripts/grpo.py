@@ -863,7 +863,22 @@ def main(argv: list[str] | None = None) -> int:
         if _is_main_process():
             print(interrupt_message(output_dir, record, error), file=sys.stderr)
         return 143 if str(error) == SIGTERM_MESSAGE else 130
+    finally:
+        _release_process_group()
     return 0
+
+
+def _release_process_group() -> None:
+    """Destroy the torch.distributed process group that accelerate starts under `torchrun` / `accelerate launch`,
+    as PyTorch asks, once no collective is left. Left to interpreter teardown, gloo's threads can abort a finished
+    run at exit ("terminate called without an active exception", status -6), which the launcher reports as a
+    failure. A no-op in a single process or when torch was never imported."""
+    if "torch" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
