@@ -105,7 +105,7 @@ OBJECTIVES: dict[str, list[str]] = {
         "1",
         "--hybrid_lambda_schedule_ratio",
         "0.5",
-    ],  # fmt: skip
+    ],
     # the expected update is grad(0.5 J_1 + 0.5 J_k) (un-normalised RLOO A_1 + PKPO A_k)
     "hybrid0.5(objective)": [
         "--objective",
@@ -116,7 +116,7 @@ OBJECTIVES: dict[str, list[str]] = {
         "pkpo",
         "--hybrid_lambda",
         "0.5",
-    ],  # fmt: skip
+    ],
 }
 # The full CPU table (< 60 min on 2 cores): passk/full and passk/bootstrap are left out of the default for time (add
 # them with --objectives; the bandit compares all estimators).

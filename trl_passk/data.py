@@ -213,10 +213,8 @@ def _make_task_mix(tasks: list[str], options: dict, *, size: int, seed: int, tes
             )
         per_task[task][option] = value
     sizes = _even_shares(size, len(tasks))
-    if isinstance(test_size, float) and 0 < test_size < 1:
-        test_sizes = [int(round(test_size * n)) for n in sizes]
-    else:
-        test_sizes = _even_shares(int(test_size or 0), len(tasks))
+    # a fraction applies to each task as it does to one task; a count is shared out
+    test_sizes = [test_size] * len(tasks) if isinstance(test_size, float) else _even_shares(test_size or 0, len(tasks))
     parts = [
         make_reasoning_gym_dataset(
             task, size=n, seed=seed, test_size=n_test, task_kwargs=per_task[task] or None, **kwargs

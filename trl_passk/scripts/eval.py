@@ -78,8 +78,7 @@ DATACLASSES = (ModelArguments, DatasetArguments, RewardArguments, EvalArguments,
 
 def make_parser(subparsers=None, prog: str | None = None) -> TrlParser:
     """Parser over (`ModelArguments`, `DatasetArguments`, `RewardArguments`, `EvalArguments`, `BackendArguments`);
-    standalone, or the
-    `eval` sub-command of `subparsers` (created with `parser_class=TrlParser`, as TRL's CLI does)."""
+    standalone, or the `eval` sub-command of `subparsers` (created with `parser_class=TrlParser`, as TRL's CLI does)."""
     kwargs = {"description": DESCRIPTION, "formatter_class": HelpFormatter}
     if subparsers is not None:
         parser = subparsers.add_parser(
